@@ -1,0 +1,4 @@
+"""kmix layers."""
+
+from kmix.layers.major_mix import MajorMix
+from kmix.layers.mixing_context import mixing_context

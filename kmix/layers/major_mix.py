@@ -1,0 +1,274 @@
+"""The `MajorMix` layer: major-class feature mixing."""
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from kmix import validation
+from kmix.labels import integer_labels
+from kmix.layers.mixing_context import current_mixing_context
+
+DISTRIBUTIONS = ("uniform", "beta")
+
+
+@keras.saving.register_keras_serializable(package="kmix")
+class MajorMix(keras.layers.Layer):
+    """Mixes the features of major-class examples with other examples.
+
+    Implements the feature mixing of "Procrustean Training for Imbalanced Deep
+    Learning" (Ye, Zhan & Chao, ICCV 2021, arXiv:2104.01769) as kmix defines
+    it. In training, each row `i` of the batch whose label is a major class is,
+    with probability `mix_prob`, replaced by
+
+        h~_i = lam_i * h_i + (1 - lam_i) * h_j,   lam_i = 1 - strength * u_i,
+
+    where `j = perm(i)` for a uniform random permutation of the batch (the
+    partner may be of any class) and `u_i ~ U(0, 1)` (`distribution="uniform"`)
+    or `u_i ~ Beta(alpha, alpha)` (`distribution="beta"`). Major classes are
+    `{c : n_c >= major_threshold * max(n)}` for the global training counts
+    `n`, or exactly `major_classes` when given. Rows of minor classes are
+    returned bit-identical, labels never change, and gradients flow through
+    both `h_i` and `h_j`. In inference (`training=False`) the layer is the
+    identity.
+
+    Labels reach the layer through `kmix.MixModel`'s training step, through
+    `kmix.mixing_context`, or through the `labels=` call argument. The layer
+    works on inputs of any rank with the batch first and any float dtype.
+
+    `strength` is held in a non-trainable variable: assigning
+    `layer.strength = 0.0` during `fit` (for example from a callback) turns
+    mixing off without retracing the training step.
+
+    Under a `tf.distribute` strategy each replica mixes inside its own slice
+    of the batch and draws its own random stream; class counts stay global.
+
+    Args:
+        strength: float in [0, 1], how far `lam` may move from 1. 0 turns
+            mixing off; 1 draws `lam` over the whole of [0, 1].
+        major_threshold: float in (0, 1]. A class is major when its training
+            count is at least this fraction of the largest count.
+        major_classes: optional list of class indices that are major; it
+            overrides `major_threshold` and needs no class counts.
+        mix_prob: float in [0, 1], the probability that a major-class row is
+            mixed.
+        distribution: `"uniform"` (default, XLA-compatible) or `"beta"`.
+        alpha: float > 0, the parameter of `Beta(alpha, alpha)`; used only
+            with `distribution="beta"`.
+        seed: optional int seed of the random stream.
+        **kwargs: standard layer arguments (`name`, `dtype`, ...).
+
+    Call arguments:
+        inputs: a float tensor of shape `(batch, ...)`.
+        training: Python bool; mixing happens only when `True`.
+        labels: optional labels of the batch (integer `(batch,)` or
+            `(batch, 1)`, or one-hot `(batch, num_classes)`). Defaults to the
+            labels of the enclosing `kmix.mixing_context`.
+        class_counts: optional global training counts per class. Defaults to
+            those of the enclosing `kmix.mixing_context`.
+
+    Example:
+
+    >>> inputs = keras.Input((32, 32, 3))
+    >>> x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    >>> x = kmix.layers.MajorMix(strength=0.5, major_threshold=0.5)(x)
+    >>> x = keras.layers.GlobalAveragePooling2D()(x)
+    >>> outputs = keras.layers.Dense(10)(x)
+    >>> model = kmix.MixModel(inputs, outputs, class_counts=[5000] * 5 + [50] * 5)
+    """
+
+    def __init__(
+        self,
+        strength=0.5,
+        major_threshold=0.5,
+        major_classes=None,
+        mix_prob=1.0,
+        distribution="uniform",
+        alpha=1.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        strength = validation.check_number("strength", strength, 0.0, 1.0)
+        self.major_threshold = validation.check_number(
+            "major_threshold", major_threshold, 0.0, 1.0, low_open=True
+        )
+        self.major_classes = _check_major_classes(major_classes)
+        self.mix_prob = validation.check_number("mix_prob", mix_prob, 0.0, 1.0)
+        self.distribution = validation.check_choice(
+            "distribution", distribution, DISTRIBUTIONS
+        )
+        self.alpha = validation.check_number("alpha", alpha, 0.0, low_open=True)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(
+                f"Argument `seed` must be an int or None. Received: seed={seed!r}."
+            )
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.strength_variable = self.add_weight(
+            shape=(),
+            initializer=keras.initializers.Constant(strength),
+            trainable=False,
+            dtype="float32",
+            autocast=False,
+            name="strength",
+        )
+        self.supports_masking = True
+        self.built = True
+
+    @property
+    def strength(self):
+        """The current mixing strength (a Python float)."""
+        return float(self.strength_variable.numpy())
+
+    @strength.setter
+    def strength(self, value):
+        self.strength_variable.assign(
+            validation.check_number("strength", value, 0.0, 1.0)
+        )
+
+    def call(self, inputs, training=False, labels=None, class_counts=None):
+        if not training:
+            return inputs
+        context = current_mixing_context()
+        if labels is None and context is not None:
+            labels = context[0]
+        if class_counts is None and context is not None:
+            class_counts = context[1]
+        if labels is None:
+            raise ValueError(
+                f"MajorMix layer '{self.name}' was called with training=True "
+                "but received no labels, so it cannot tell major-class rows "
+                "from minor-class rows. Train the model with `kmix.MixModel` "
+                "(e.g. `kmix.MixModel.from_model(model, class_counts)`), open "
+                "`kmix.mixing_context(labels=y, class_counts=counts)` around "
+                "the forward pass, or pass `labels=` to the layer."
+            )
+        labels = integer_labels(labels)
+        is_major = self._major_mask(labels, class_counts)
+
+        batch_size = tf.shape(inputs)[0]
+        seed = self._replica_seed()
+        permutation = tf.argsort(
+            tf.random.stateless_uniform((batch_size,), seed=seed)
+        )
+        u = self._draw_u(batch_size, seed + [1, 0])
+        chosen = (
+            tf.random.stateless_uniform((batch_size,), seed=seed + [2, 0])
+            < self.mix_prob
+        )
+        mixed_rows = ops.logical_and(is_major, chosen)
+
+        lam = 1.0 - ops.cast(self.strength_variable, "float32") * u
+        row_shape = [-1] + [1] * (len(inputs.shape) - 1)
+        lam = ops.reshape(ops.cast(lam, inputs.dtype), row_shape)
+        partners = ops.take(inputs, permutation, axis=0)
+        mixed = lam * inputs + (1.0 - lam) * partners
+        return ops.where(ops.reshape(mixed_rows, row_shape), mixed, inputs)
+
+    def _draw_u(self, batch_size, seed):
+        """`u ~ U(0, 1)` or `Beta(alpha, alpha)`, float32, shape `(batch,)`."""
+        if self.distribution == "uniform":
+            return tf.random.stateless_uniform((batch_size,), seed=seed)
+        x = tf.random.stateless_gamma((batch_size,), seed=seed, alpha=self.alpha)
+        y = tf.random.stateless_gamma((batch_size,), seed=seed + [3, 0], alpha=self.alpha)
+        return x / (x + y)
+
+    def _major_mask(self, labels, class_counts):
+        """A boolean `(batch,)` tensor, True where the label is a major class."""
+        if self.major_classes is not None:
+            major = ops.convert_to_tensor(self.major_classes, "int32")
+            if class_counts is not None:
+                _assert_labels_in_range(labels, len(class_counts))
+            return ops.any(
+                ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(major, 0)),
+                axis=1,
+            )
+        if class_counts is None:
+            raise ValueError(
+                f"MajorMix layer '{self.name}' needs the global class counts "
+                "to find the major classes. Pass `class_counts=` to "
+                "`kmix.MixModel` (or to `kmix.mixing_context` / the layer "
+                "call), or give the layer explicit `major_classes=[...]`. "
+                "Received: class_counts=None."
+            )
+        counts = ops.cast(ops.convert_to_tensor(class_counts), "float32")
+        _assert_labels_in_range(labels, ops.shape(counts)[0])
+        is_major_class = counts >= self.major_threshold * ops.max(counts)
+        return ops.take(is_major_class, labels, axis=0)
+
+    def _replica_seed(self):
+        """This step's int32 seed pair, offset by the replica id.
+
+        Each replica of a `tf.distribute` strategy thus draws its own stream.
+        The draws of one step use the first seed element plus 0..3, replicas
+        are 16 apart, and steps advance the second element.
+        """
+        seed = tf.cast(
+            tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), "int32"
+        )
+        replica_context = tf.distribute.get_replica_context()
+        if replica_context is None:
+            return seed
+        replica_id = tf.cast(replica_context.replica_id_in_sync_group, "int32")
+        return seed + tf.stack([16 * replica_id, 0])
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "strength": self.strength,
+                "major_threshold": self.major_threshold,
+                "major_classes": self.major_classes,
+                "mix_prob": self.mix_prob,
+                "distribution": self.distribution,
+                "alpha": self.alpha,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+def _check_major_classes(major_classes):
+    if major_classes is None:
+        return None
+    try:
+        classes = [c for c in major_classes]
+    except TypeError:
+        classes = None
+    if (
+        not classes
+        or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in classes)
+    ):
+        raise ValueError(
+            "Argument `major_classes` must be None or a non-empty list of "
+            f"non-negative class indices. Received: major_classes={major_classes!r}."
+        )
+    return sorted(set(int(c) for c in classes))
+
+
+def _assert_labels_in_range(labels, num_classes):
+    """Raises `InvalidArgumentError` when a label is outside [0, num_classes).
+
+    XLA compiles the check away, as it does every `tf.debugging` assertion.
+    """
+    if tf.executing_eagerly():
+        low = int(ops.min(labels)) if labels.shape[0] else 0
+        high = int(ops.max(labels)) if labels.shape[0] else 0
+        if low < 0 or high >= int(num_classes):
+            raise ValueError(
+                "Argument `labels` must hold class indices in "
+                f"[0, {int(num_classes)}). Received labels with values in "
+                f"[{low}, {high}]."
+            )
+        return
+    tf.debugging.assert_non_negative(
+        labels, message="Argument `labels` must hold class indices >= 0."
+    )
+    tf.debugging.assert_less(
+        labels,
+        ops.cast(num_classes, labels.dtype),
+        message="Argument `labels` must hold class indices < the number of classes.",
+    )

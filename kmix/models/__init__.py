@@ -1,0 +1,3 @@
+"""kmix models."""
+
+from kmix.models.mix_model import MixModel

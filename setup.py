@@ -1,0 +1,47 @@
+"""kmix: major-class feature mixing for class-imbalanced deep learning."""
+
+import pathlib
+import re
+
+import setuptools
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"',
+    (HERE / "kmix" / "__init__.py").read_text(),
+    re.M,
+).group(1)
+
+setuptools.setup(
+    name="kmix",
+    version=VERSION,
+    description=(
+        "Keras 3 major-class feature mixing (Procrustean training) and "
+        "imbalanced-data tooling."
+    ),
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    packages=setuptools.find_packages(include=["kmix", "kmix.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "keras>=3.10",
+        "numpy>=1.26",
+        "absl-py>=2.0",
+        "keras-tuner>=1.4.7",
+        "tensorflow-datasets>=4.9.4",
+        "importlib_resources",
+        "matplotlib>=3.7",
+        "grpcio>=1.60",
+    ],
+    extras_require={
+        "cpu": ["tensorflow-cpu==2.21.0"],
+        "gpu": ["tensorflow[and-cuda]==2.21.0"],
+        "dev": ["pytest>=8"],
+        "docs": ["mkdocs>=1.6", "mkdocstrings[python]>=0.25"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
