@@ -1,6 +1,7 @@
 """The `MajorMix` layer: major-class feature mixing."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -117,8 +118,12 @@ class MajorMix(keras.layers.Layer):
 
     @property
     def strength(self):
-        """The current mixing strength (a Python float)."""
-        return float(self.strength_variable.numpy())
+        """The current mixing strength (a Python float).
+
+        The variable is float32; its shortest decimal form is returned, so a
+        strength set to 0.3 reads back as 0.3.
+        """
+        return float(str(np.float32(self.strength_variable.numpy())))
 
     @strength.setter
     def strength(self, value):

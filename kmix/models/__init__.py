@@ -1,3 +1,6 @@
-"""kmix models."""
+"""kmix models: `MixModel` and builders that return one."""
 
 from kmix.models.mix_model import MixModel
+from kmix.models.mix_points import MIX_POINTS
+from kmix.models.resnet_cifar import resnet32
+from kmix.models.small_cnn import small_cnn

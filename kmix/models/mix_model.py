@@ -16,6 +16,7 @@ from keras.src.utils.naming import auto_name
 from kmix import validation
 from kmix.labels import integer_labels
 from kmix.layers.major_mix import MajorMix
+from kmix.layers.mixing_context import current_mixing_context
 from kmix.layers.mixing_context import mixing_context
 
 
@@ -130,6 +131,16 @@ class MixModel(keras.Model):
         _, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         with mixing_context(labels=y, class_counts=self.class_counts):
             return super().train_step(data)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        # Diagnostics hook (used by `kmix.callbacks.ClassProgress`): each
+        # function in `_batch_observers` sees the labels and predictions of
+        # every train step (the mixed forward pass, `training=True`) and test
+        # step as they are traced. Setting it does not retrace by itself.
+        training = current_mixing_context() is not None
+        for observer in getattr(self, "_batch_observers", ()):
+            observer(y, y_pred, sample_weight, training)
+        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
