@@ -33,6 +33,7 @@ setuptools.setup(
         "importlib_resources",
         "matplotlib>=3.7",
         "grpcio>=1.60",
+        "tensorboard>=2.16",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],

@@ -16,9 +16,17 @@ Example:
 
 __version__ = "0.1.0"
 
+from kmix import callbacks
 from kmix import data
+from kmix import experiment
 from kmix import layers
+from kmix import losses
+from kmix import metrics
 from kmix import models
+from kmix import plots
+from kmix import schedules
+from kmix import weights
+from kmix.experiment_config import ExperimentConfig
 from kmix.layers.major_mix import MajorMix
 from kmix.layers.mixing_context import mixing_context
 from kmix.models.mix_model import MixModel
