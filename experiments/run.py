@@ -30,7 +30,9 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-    """Defines every flag of run.py (and of tune.py, which reuses them)."""
+    """Defines every flag of run.py (and of tune.py, which reuses them), once."""
+    if "dataset" in FLAGS:
+        return
     d = ec.ExperimentConfig()
     # Data.
     flags.DEFINE_string("dataset", d.dataset, "tfds name (cifar10, fashion_mnist, ...) or a local path.")

@@ -1,0 +1,219 @@
+"""`kmix.data.load`: an imbalanced training set and the balanced test set."""
+
+import numbers
+
+import numpy as np
+
+from kmix.data import pipeline
+from kmix.data import profiles
+from kmix.data import sources
+from kmix.data.imbalanced_dataset import ImbalancedDataset
+from kmix.validation import check_choice
+from kmix.validation import check_number
+
+
+def load(
+    name,
+    profile="exp",
+    imbalance_ratio=100.0,
+    minor_fraction=0.5,
+    class_order="natural",
+    seed=0,
+    batch_size=128,
+    augment="auto",
+    crop_padding=4,
+    validation=None,
+    train_fraction=1.0,
+    class_names=None,
+    data_dir=None,
+    download=True,
+    verbose=1,
+):
+    """Loads a dataset, makes its training split imbalanced, and batches it.
+
+    The counts come from `kmix.data.imbalance_counts` on the training split
+    and the images from `kmix.data.subsample_indices` (one
+    `np.random.RandomState(seed)`, each class shuffled in label order, the
+    first `n_c` kept: the images the CIFAR-LT literature keeps). The test
+    split is never subsampled. Images stay uint8 until after batching, where
+    the training batches are augmented and every batch is scaled to float32
+    in [0, 1].
+
+    Args:
+        name: a tensorflow-datasets name (`"cifar10"`, `"cifar100"`,
+            `"svhn_cropped"`, `"mnist"`, `"fashion_mnist"`, ...), or local
+            data: a dict `{"train": (x, y), "test": (x, y)}` of numpy arrays,
+            the path of a `.npz` file with `x_train, y_train, x_test, y_test`
+            (and optionally `class_names`), a directory of IDX files, or an
+            image folder `root/{train,test}/<class>/*.png`.
+            `"fashion_mnist"` is read from Debian's `dataset-fashion-mnist`
+            (`/usr/share/datasets/fashion-mnist`) when tfds has no copy.
+        profile: `"exp"` (long-tailed), `"step"`, `"none"`, or explicit
+            counts: a list in label order or a dict `{label or name: count}`.
+        imbalance_ratio: float >= 1, largest over smallest class count.
+        minor_fraction: float in (0, 1), fraction of minor classes (`"step"`).
+        class_order: which classes are the head: `"natural"`, `"reversed"`,
+            `"random"` (seeded) or a permutation of the labels.
+        seed: int in [0, 2**32); seeds the selection, the validation split,
+            the shuffle and the augmentations.
+        batch_size: int >= 1.
+        augment: `"auto"`, `"none"`, `"crop_flip"`, `"crop"` or `"flip"`,
+            applied to training batches only. `"auto"`: crop and flip for RGB
+            images, crop only for grayscale ones and for SVHN digits.
+        crop_padding: int >= 0, the zero padding of the random crop.
+        validation: `None`; an int `k`, to hold out `k` images of every class
+            (balanced); or a float in (0, 1), to hold out that fraction of
+            each class's training count (following the profile). Held-out
+            images are drawn (seed + 1) before the training selection and
+            never overlap the training images.
+        train_fraction: float in (0, 1], keeps this fraction of each class's
+            training count (at least one image), preserving the profile's
+            shape: a tiny real subset for quick experiments and tests.
+        class_names: names of the classes, for local data without names.
+        data_dir: tensorflow-datasets data directory.
+        download: whether tensorflow-datasets may download the dataset.
+        verbose: 0 or 1, progress bars while reading and decoding.
+
+    Returns:
+        An `ImbalancedDataset` with `train`, `test` and `validation`
+        (`None` unless asked) datasets, `class_counts`, `num_classes`,
+        `class_names` and `input_shape`.
+
+    Example:
+
+    >>> data = kmix.data.load("fashion_mnist", profile="step",
+    ...                       imbalance_ratio=100, batch_size=128)
+    >>> data.class_counts
+    [6000, 6000, 6000, 6000, 6000, 60, 60, 60, 60, 60]
+    """
+    # Cheap checks first, so that a bad argument fails before any reading.
+    check_number("imbalance_ratio", imbalance_ratio, low=1.0)
+    check_number(
+        "minor_fraction", minor_fraction, 0.0, 1.0, low_open=True, high_open=True
+    )
+    check_choice("augment", augment, pipeline.AUGMENTATIONS)
+    _check_int("seed", seed, low=0)
+    batch_size = _check_int("batch_size", batch_size, low=1)
+    crop_padding = _check_int("crop_padding", crop_padding, low=0)
+    train_fraction = check_number(
+        "train_fraction", train_fraction, 0.0, 1.0, low_open=True
+    )
+    source = sources.open_source(name, class_names, data_dir, download, verbose)
+    num_classes = len(source.class_names)
+    available = np.bincount(source.train.labels, minlength=num_classes)
+    empty = np.flatnonzero(available == 0).tolist()
+    if empty:
+        raise ValueError(
+            f"The training split of {source.name} has no images of classes "
+            f"{empty}: every class needs at least one training image."
+        )
+    order = profiles.class_order(num_classes, class_order, seed)
+    if isinstance(profile, dict):
+        profile = _labels_as_keys(profile, source.class_names)
+    targets = profiles.imbalance_counts(
+        available, profile, imbalance_ratio, minor_fraction, order=order
+    )
+    targets = [max(1, int(round(count * train_fraction))) for count in targets]
+    train_indices, validation_indices = _select(
+        source.train.labels, available, targets, validation, seed
+    )
+
+    train_images = source.train.take(train_indices, verbose)
+    train_labels = source.train.labels[train_indices]
+    input_shape = tuple(int(size) for size in train_images.shape[1:])
+    augment = pipeline.resolve_augment(augment, input_shape, source.name)
+    test_images = source.test.take(np.arange(len(source.test.labels)), verbose)
+    if test_images.shape[1:] != input_shape:
+        raise ValueError(
+            f"Test images have shape {test_images.shape[1:]}, training "
+            f"images {input_shape}: they must match."
+        )
+    validation_dataset = validation_counts = None
+    if validation_indices is not None:
+        validation_labels = source.train.labels[validation_indices]
+        validation_dataset = pipeline.evaluation_dataset(
+            source.train.take(validation_indices, verbose),
+            validation_labels,
+            batch_size,
+        )
+        validation_counts = _counts(validation_labels, num_classes)
+    return ImbalancedDataset(
+        name=source.name,
+        origin=source.origin,
+        train=pipeline.training_dataset(
+            train_images, train_labels, batch_size, seed, augment, crop_padding
+        ),
+        test=pipeline.evaluation_dataset(test_images, source.test.labels, batch_size),
+        validation=validation_dataset,
+        class_counts=_counts(train_labels, num_classes),
+        validation_counts=validation_counts,
+        test_counts=_counts(source.test.labels, num_classes),
+        class_names=list(source.class_names),
+        input_shape=input_shape,
+        profile=profile,
+        imbalance_ratio=imbalance_ratio,
+        seed=seed,
+        batch_size=batch_size,
+        augment=augment,
+        train_indices=train_indices,
+        validation_indices=validation_indices,
+    )
+
+
+def _select(labels, available, targets, validation, seed):
+    """Training and held-out indices into the training split."""
+    if validation is None:
+        return profiles.subsample_indices(labels, targets, seed), None
+    if isinstance(validation, numbers.Integral) and not isinstance(validation, bool):
+        held_out = [_check_int("validation", validation, low=1)] * len(targets)
+    else:
+        fraction = check_number(
+            "validation", validation, 0.0, 1.0, low_open=True, high_open=True
+        )
+        held_out = [max(1, int(round(fraction * count))) for count in targets]
+    short = [
+        label for label, count in enumerate(held_out) if count >= available[label]
+    ]
+    if short:
+        raise ValueError(
+            f"Argument `validation` holds out all the training images of "
+            f"classes {short} (they have {[int(available[c]) for c in short]}). "
+            f"Received: validation={validation!r}."
+        )
+    validation_indices = profiles.subsample_indices(
+        labels, held_out, (seed + 1) % 2**32
+    )
+    remaining = np.ones(len(labels), bool)
+    remaining[validation_indices] = False
+    remaining = np.flatnonzero(remaining)
+    left = np.bincount(labels[remaining], minlength=len(targets))
+    counts = [min(target, int(count)) for target, count in zip(targets, left)]
+    kept = profiles.subsample_indices(labels[remaining], counts, seed)
+    return remaining[kept], validation_indices
+
+
+def _labels_as_keys(profile, class_names):
+    """Maps class-name keys of a profile dict to labels."""
+    converted = {}
+    for key, count in profile.items():
+        if isinstance(key, str):
+            if key not in class_names:
+                raise ValueError(
+                    f"Argument `profile` names the class {key!r}, which is "
+                    f"not one of {class_names}. Received: profile={profile!r}."
+                )
+            key = class_names.index(key)
+        converted[key] = count
+    return converted
+
+
+def _counts(labels, num_classes):
+    return [int(count) for count in np.bincount(labels, minlength=num_classes)]
+
+
+def _check_int(name, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(
+            f"Argument `{name}` must be an int >= {low}. Received: {name}={value!r}."
+        )
+    return int(value)
