@@ -2,3 +2,4 @@
 
 from kmix.layers.major_mix import MajorMix
 from kmix.layers.mixing_context import mixing_context
+from kmix.layers.remix import Remix, mix_batches

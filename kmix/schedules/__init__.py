@@ -1,0 +1,3 @@
+"""kmix learning-rate schedules (Keras `LearningRateSchedule`s)."""
+
+from kmix.schedules.warmup_step_decay import WarmupStepDecay
