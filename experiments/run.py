@@ -45,6 +45,8 @@ def define_flags():
     # Model and mixing.
     flags.DEFINE_enum("model", d.model, ec.MODELS, "Network to train.")
     flags.DEFINE_integer("width", d.width, "Channels of the small CNN's first stage.")
+    flags.DEFINE_enum("classifier", d.classifier, ec.CLASSIFIERS,
+                      "Final layer: dense, normed (cosine logits), or auto (normed for LDAM).")
     flags.DEFINE_list("mix_at", list(d.mix_at), "Where to put MajorMix: input, stem, stage1-3, pool; empty for none.")
     flags.DEFINE_float("strength", d.strength, "MajorMix strength in [0, 1].")
     flags.DEFINE_float("major_threshold", d.major_threshold, "Major classes: n_c >= threshold * max(n).")

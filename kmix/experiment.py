@@ -57,6 +57,7 @@ def build_model(config, num_classes, input_shape, class_counts):
         class_counts=class_counts,
         mix_at=list(config.mix_at),
         weight_decay=config.weight_decay,
+        classifier=config.classifier_head,
         strength=config.strength,
         major_threshold=config.major_threshold,
         mix_prob=config.mix_prob,
@@ -206,6 +207,44 @@ def evaluate(model, dataset, class_counts, major_threshold=0.5):
     }, labels, predictions
 
 
+def build_compiled_model(config, data):
+    """The config's `kmix.MixModel` for `data`, built and compiled.
+
+    Call it inside a `tf.distribute` strategy's scope to build a replicated
+    model. `train_and_evaluate` and `kmix.tuning.MajorMixHyperModel.build`
+    both build their models here.
+    """
+    steps_per_epoch = math.ceil(sum(data.class_counts) / config.batch_size)
+    model = build_model(config, data.num_classes, data.input_shape, data.class_counts)
+    return compile_model(model, config, steps_per_epoch, data.class_counts)
+
+
+def fit_model(model, config, data, output_dir=None, extra_callbacks=(), verbose=1,
+              epochs=None, initial_epoch=0):
+    """Trains `model` on `data.train` as the config says; returns the `History`.
+
+    Validates on `data.validation` when the data has one (its metrics are
+    logged as `val_*`, e.g. `val_balanced_accuracy`). `extra_callbacks` run
+    after the config's own (schedules, re-weighting, and with `output_dir`
+    diagnostics, TensorBoard and resumption). `epochs` (default
+    `config.epochs`) and `initial_epoch` are `fit`'s. `train_and_evaluate`
+    and `kmix.tuning.MajorMixHyperModel.fit` both train here.
+    """
+    train = prepare_training_set(config, data.train, data.num_classes, data.class_counts)
+    validation_data = data.validation
+    if validation_data is not None and config.needs_one_hot_labels:
+        validation_data = one_hot(validation_data, data.num_classes)
+    return model.fit(
+        train,
+        epochs=epochs or config.epochs,
+        initial_epoch=initial_epoch,
+        validation_data=validation_data,
+        callbacks=training_callbacks(config, data.class_counts, output_dir) + list(extra_callbacks),
+        shuffle=False,  # the tf.data pipeline shuffles
+        verbose=verbose,
+    )
+
+
 def train_and_evaluate(config, output_dir=None, data=None, verbose=1, strategy=None):
     """Trains one model as `config` says and evaluates it on the test split.
 
@@ -227,25 +266,12 @@ def train_and_evaluate(config, output_dir=None, data=None, verbose=1, strategy=N
     keras.utils.set_random_seed(config.seed)
     data = data or load_data(config)
     class_counts = data.class_counts
-    steps_per_epoch = math.ceil(sum(class_counts) / config.batch_size)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
     strategy = strategy or tf.distribute.get_strategy()
     with strategy.scope():
-        model = build_model(config, data.num_classes, data.input_shape, class_counts)
-        compile_model(model, config, steps_per_epoch, class_counts)
-    train = prepare_training_set(config, data.train, data.num_classes, class_counts)
-    validation_data = data.validation
-    if validation_data is not None and config.needs_one_hot_labels:
-        validation_data = one_hot(validation_data, data.num_classes)
-    history = model.fit(
-        train,
-        epochs=config.epochs,
-        validation_data=validation_data,
-        callbacks=training_callbacks(config, class_counts, output_dir),
-        shuffle=False,  # the tf.data pipeline shuffles
-        verbose=verbose,
-    )
+        model = build_compiled_model(config, data)
+    history = fit_model(model, config, data, output_dir, verbose=verbose)
     result, labels, predictions = evaluate(model, data.test, class_counts, config.major_threshold)
     result.update(
         {

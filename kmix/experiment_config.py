@@ -6,6 +6,7 @@ from kmix import validation
 from kmix.models.mix_points import check_mix_at
 
 MODELS = ("small_cnn", "resnet32")
+CLASSIFIERS = ("auto", "dense", "normed")
 LOSSES = ("ce", "focal", "ldam", "la")
 REWEIGHTS = ("none", "inverse", "cb")
 BATCH_MIXERS = ("none", "mixup", "remix")
@@ -42,6 +43,7 @@ class ExperimentConfig:
     # Model and mixing.
     model: str = "small_cnn"
     width: int = 16
+    classifier: str = "auto"
     mix_at: tuple = ("stage1",)
     strength: float = 0.5
     major_threshold: float = 0.5
@@ -85,6 +87,7 @@ class ExperimentConfig:
         """
         validation.check_choice("model", self.model, MODELS)
         validation.check_choice("loss", self.loss, LOSSES)
+        validation.check_choice("classifier", self.classifier, CLASSIFIERS)
         validation.check_choice("reweight", self.reweight, REWEIGHTS)
         validation.check_choice("batch_mixer", self.batch_mixer, BATCH_MIXERS)
         validation.check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -115,6 +118,13 @@ class ExperimentConfig:
                 "layers, but `mix_at` is empty, so the model has none."
             )
         return self
+
+    @property
+    def classifier_head(self):
+        """`"normed"` (cosine logits) for LDAM under `"auto"`, as LDAM-DRW does; else `"dense"`."""
+        if self.classifier == "auto":
+            return "normed" if self.loss == "ldam" else "dense"
+        return self.classifier
 
     @property
     def needs_one_hot_labels(self):

@@ -8,6 +8,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 try:
@@ -17,3 +18,16 @@ try:
     )
 except RuntimeError:  # TensorFlow was initialized before this file ran.
     pass
+
+
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One `MirroredStrategy` over the two logical CPUs, shared by every test.
+
+    Creating many strategies in one process can make their collective
+    all-reduces collide, so the tests share this one.
+    """
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("needs two logical CPU devices (TensorFlow started before conftest.py)")
+    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])

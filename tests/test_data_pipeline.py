@@ -193,10 +193,10 @@ def test_describe_prints_the_table():
     assert str(data) == lines[0]
 
 
-def test_datasets_distribute_under_mirrored_strategy():
+def test_datasets_distribute_under_mirrored_strategy(two_cpu_strategy):
     data = kmix.data.load(_synthetic(), profile="step", imbalance_ratio=4, batch_size=8,
                           verbose=0)
-    strategy = tf.distribute.MirroredStrategy()
+    strategy = two_cpu_strategy
     images, labels = next(iter(strategy.experimental_distribute_dataset(data.train)))
     per_replica = strategy.experimental_local_results(labels)
     assert sum(len(replica) for replica in per_replica) == 8

@@ -213,19 +213,11 @@ def test_xla_fit():
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-def _two_cpu_strategy():
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs two logical CPU devices (set up by tests/conftest.py)")
-    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
-
-
-def test_mirrored_strategy_matches_single_device_at_strength_zero():
+def test_mirrored_strategy_matches_single_device_at_strength_zero(two_cpu_strategy):
     x, y = _data(64)
     single = _model(strength=0.0)
     single_history = single.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
-    strategy = _two_cpu_strategy()
-    with strategy.scope():
+    with two_cpu_strategy.scope():
         mirrored = _model(strength=0.0)
     mirrored_history = mirrored.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
     np.testing.assert_allclose(
@@ -235,8 +227,8 @@ def test_mirrored_strategy_matches_single_device_at_strength_zero():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
-def test_mirrored_strategy_mixes_per_replica_with_own_streams():
-    strategy = _two_cpu_strategy()
+def test_mirrored_strategy_mixes_per_replica_with_own_streams(two_cpu_strategy):
+    strategy = two_cpu_strategy
     with strategy.scope():
         layer = kmix.MajorMix(strength=1.0, seed=3)
     batch = np.eye(8, dtype="float32")

@@ -70,5 +70,23 @@ def test_small_cnn_learns_a_tiny_imbalanced_task_and_round_trips(tmp_path):
     np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
 
 
+def test_normed_classifier_gives_cosine_logits_and_round_trips(tmp_path):
+    model = kmix.models.small_cnn(4, class_counts=COUNTS, classifier="normed", mix_at=[])
+    assert isinstance(model.get_layer("logits"), kmix.layers.NormedDense)
+    x = np.random.RandomState(0).uniform(size=(8, 28, 28, 1)).astype("float32")
+    logits = model.predict(x, verbose=0)
+    assert np.all(np.abs(logits) <= 1.0 + 1e-5)
+    features = keras.Model(model.input, model.get_layer("pool").output).predict(x, verbose=0)
+    kernel = model.get_layer("logits").kernel.numpy()
+    expected = (features / np.linalg.norm(features, axis=1, keepdims=True)) @ (
+        kernel / np.linalg.norm(kernel, axis=0, keepdims=True))
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-5)
+    model.save(tmp_path / "normed.keras")
+    restored = keras.saving.load_model(tmp_path / "normed.keras")
+    np.testing.assert_allclose(restored.predict(x, verbose=0), logits, rtol=1e-6)
+    with pytest.raises(ValueError, match="classifier"):
+        kmix.models.small_cnn(4, class_counts=COUNTS, classifier="cosine")
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

@@ -2,4 +2,5 @@
 
 from kmix.layers.major_mix import MajorMix
 from kmix.layers.mixing_context import mixing_context
+from kmix.layers.normed_dense import NormedDense
 from kmix.layers.remix import Remix, mix_batches

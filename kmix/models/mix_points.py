@@ -1,8 +1,12 @@
 """Where the model builders of `kmix.models` can place `MajorMix` layers."""
 
+import keras
+
 from kmix.layers.major_mix import MajorMix
+from kmix.layers.normed_dense import NormedDense
 
 MIX_POINTS = ("input", "stem", "stage1", "stage2", "stage3", "pool")
+CLASSIFIERS = ("dense", "normed")
 
 
 def check_mix_at(mix_at):
@@ -32,3 +36,15 @@ def mix_if_requested(x, point, mix_at, mix_kwargs):
     if kwargs.get("seed") is not None:
         kwargs["seed"] = kwargs["seed"] + MIX_POINTS.index(point)
     return MajorMix(name=f"mix_{point}", **kwargs)(x)
+
+
+def classifier_head(x, num_classes, classifier, regularizer):
+    """The final layer `logits`: a `Dense` or a cosine `kmix.layers.NormedDense`."""
+    if classifier == "normed":
+        return NormedDense(num_classes, kernel_regularizer=regularizer, name="logits")(x)
+    if classifier != "dense":
+        raise ValueError(
+            f"Argument `classifier` must be one of {list(CLASSIFIERS)}. "
+            f"Received: classifier={classifier!r}."
+        )
+    return keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")(x)

@@ -5,6 +5,7 @@ from keras import ops
 
 from kmix.models.mix_model import MixModel
 from kmix.models.mix_points import check_mix_at
+from kmix.models.mix_points import classifier_head
 from kmix.models.mix_points import mix_if_requested
 
 
@@ -14,6 +15,7 @@ def resnet32(
     class_counts=None,
     mix_at=("stage1",),
     weight_decay=0.0,
+    classifier="dense",
     name="resnet32",
     **mix_kwargs,
 ):
@@ -37,6 +39,8 @@ def resnet32(
             `"stage1"`, `"stage2"`, `"stage3"`, `"pool"` (after the layer of
             that name), or empty for no mixing.
         weight_decay: coupled weight decay of the kernels.
+        classifier: `"dense"`, or `"normed"` for cosine logits
+            (`kmix.layers.NormedDense`, the head LDAM uses).
         name: model name.
         **mix_kwargs: arguments of `kmix.MajorMix` (`strength`,
             `major_threshold`, ...).
@@ -70,9 +74,7 @@ def resnet32(
         x = mix_if_requested(x, f"stage{stage}", mix_at, mix_kwargs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = mix_if_requested(x, "pool", mix_at, mix_kwargs)
-    outputs = keras.layers.Dense(
-        num_classes, kernel_regularizer=regularizer, name="logits"
-    )(x)
+    outputs = classifier_head(x, num_classes, classifier, regularizer)
     return MixModel(inputs, outputs, class_counts=class_counts, name=name)
 
 

@@ -4,6 +4,7 @@ import keras
 
 from kmix.models.mix_model import MixModel
 from kmix.models.mix_points import check_mix_at
+from kmix.models.mix_points import classifier_head
 from kmix.models.mix_points import mix_if_requested
 
 
@@ -13,6 +14,7 @@ def small_cnn(
     class_counts=None,
     mix_at=("stage1",),
     weight_decay=0.0,
+    classifier="dense",
     width=16,
     name="small_cnn",
     **mix_kwargs,
@@ -23,8 +25,8 @@ def small_cnn(
     followed by 2x2 max pooling) of `width`, `2 * width` and `4 * width`
     channels, global average pooling and a dense classifier. It is kmix's
     model for Fashion-MNIST and MNIST-sized data, where a ResNet-32 would be
-    slow on a laptop CPU. The mixing points and `weight_decay` mean what they
-    mean in `kmix.models.resnet32`.
+    slow on a laptop CPU. The mixing points, `weight_decay` and `classifier`
+    mean what they mean in `kmix.models.resnet32`.
 
     Example:
 
@@ -53,5 +55,5 @@ def small_cnn(
         x = mix_if_requested(x, f"stage{stage}", mix_at, mix_kwargs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = mix_if_requested(x, "pool", mix_at, mix_kwargs)
-    outputs = keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")(x)
+    outputs = classifier_head(x, num_classes, classifier, regularizer)
     return MixModel(inputs, outputs, class_counts=class_counts, name=name)
