@@ -25,6 +25,7 @@ from kmix import metrics
 from kmix import models
 from kmix import plots
 from kmix import schedules
+from kmix import tuning
 from kmix import weights
 from kmix.experiment_config import ExperimentConfig
 from kmix.layers.major_mix import MajorMix

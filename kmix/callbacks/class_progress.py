@@ -1,0 +1,472 @@
+"""`ClassProgress`: per-class training progress and feature gradients, per epoch."""
+
+import csv
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kmix import validation
+from kmix.labels import integer_labels
+from kmix.layers.mixing_context import current_mixing_context
+from kmix.metrics._per_class_counts import PerClassCounts
+
+QUANTITIES = ("train_accuracy", "feature_grad_norm", "clean_accuracy", "val_accuracy")
+COLUMNS = ("epoch", "class", "quantity", "value")
+
+
+class ClassProgress(keras.callbacks.Callback):
+    """Records, per epoch and per class, how far training has got.
+
+    "Procrustean Training for Imbalanced Deep Learning" (Ye, Zhan & Chao,
+    ICCV 2021) rests on two curves: per-class training accuracy over epochs
+    (minor classes are fitted late, then over-fitted) and per-class
+    feature-gradient magnitude (much larger for minor classes). This callback
+    records them, with or without `kmix.MajorMix` in the model, as quantities
+    (one value per class per epoch):
+
+    - `train_accuracy`: accuracy on the training batches *as the model saw
+      them*, i.e. the mixed forward pass of `MixModel.train_step`, counted
+      over the whole epoch (unweighted by sample weights).
+    - `feature_grad_norm`: the mean, over the epoch's examples of each class,
+      of the L2 norm of the gradient of the example's loss with respect to a
+      feature tensor: by default the input of the model's last layer with
+      weights (the classifier, so the penultimate features), or the input of
+      the layer named `feature_layer`. It is taken from the training step's
+      own backward pass (see below); no second pass is run.
+    - `clean_accuracy` (when `clean_data` is given): accuracy of a clean
+      pass (inference mode: no mixing, BatchNorm moving statistics, no
+      dropout) over `clean_data`, every `clean_every` epochs. This costs one
+      extra inference pass over that data.
+    - `val_accuracy`: per-class accuracy on `fit`'s `validation_data`, taken
+      from the validation pass `fit` runs anyway.
+
+    Epochs are counted from 1 (the value after epoch 1 is recorded at
+    `epoch=1`). A class with no examples in an epoch gets NaN for that epoch.
+
+    **How the gradient is captured.** While `fit` runs, the chosen layer's
+    `call` is wrapped so that, inside `MixModel.train_step` (and only there),
+    its input passes through an identity function with a custom gradient
+    (`tf.custom_gradient`). On the backward pass that function receives the
+    gradient `g` of the batch loss with respect to the features; it adds the
+    per-example norms `||g_i|| * global_batch_size / loss_scale` (the
+    gradient of each example's own loss, for the default
+    `"sum_over_batch_size"` reduction, undoing mixed-precision loss scaling
+    and the `1 / num_replicas` of `tf.distribute`) into per-class sums and
+    counts held in non-trainable, sum-aggregated variables, and returns `g`
+    unchanged. The variable updates are stateful ops of the traced training
+    step, so `tf.function`'s automatic control dependencies run them, with
+    and without `jit_compile`. The loss includes `MixModel`'s per-class loss
+    weights and sample weights: the norms are those of the loss that is
+    trained. The gradient only exists when training back-propagates through
+    the feature tensor, i.e. some layer below it is trainable; with a frozen
+    backbone no gradient reaches it and `feature_grad_norm` is NaN.
+
+    The labels and predictions reach the callback through `MixModel`'s
+    `compute_metrics` (the `_batch_observers` hook), so the model must be a
+    `kmix.MixModel` (a plain model can be wrapped with
+    `kmix.MixModel.from_model(model, class_counts)`; without `MajorMix`
+    layers it trains exactly like the plain model). Installing and removing
+    the hooks retraces the model's train and test functions once per `fit`.
+
+    The series are kept in `history` (`{quantity: {"epoch": [...], "value":
+    [[one value per class], ...]}}`, also `series(quantity)` as arrays) and
+    in `records` (tidy rows `epoch, class, quantity, value`). With
+    `output_dir`, `class_progress.csv` and `class_progress.json` (the rows,
+    plus `class_counts`) are rewritten there after every epoch; with
+    `log_dir`, TensorBoard scalars `class_progress/<quantity>/class_<c>` are
+    written at step `epoch`.
+
+    Args:
+        feature_layer: name of the layer whose input is the feature tensor,
+            or None for the last top-level layer with weights.
+        gradients: whether to record `feature_grad_norm`.
+        clean_data: optional `(x, y)` arrays or a `tf.data.Dataset` of
+            `(x, y)` batches for the clean pass, e.g. the training set.
+        clean_every: int >= 1, run the clean pass after every
+            `clean_every`-th epoch.
+        clean_per_class: optional int >= 1: use a fixed sample of at most
+            this many examples of each class from `clean_data` (drawn once,
+            with `seed`), so minor classes are covered at a small cost.
+        clean_batch_size: batch size of the clean pass on arrays.
+        output_dir: optional directory for the CSV and JSON files.
+        log_dir: optional TensorBoard log directory.
+        class_counts: training counts per class, stored with the records for
+            the plots; defaults to the model's `class_counts`.
+        seed: seed of the `clean_per_class` sample.
+
+    Example:
+
+    >>> progress = kmix.callbacks.ClassProgress(
+    ...     clean_data=(x_train, y_train), clean_every=5, clean_per_class=200,
+    ...     output_dir="runs/mix")
+    >>> model.fit(x_train, y_train, epochs=30, validation_data=(x_test, y_test),
+    ...           callbacks=[progress])
+    >>> epochs, norms = progress.series("feature_grad_norm")  # (30,), (30, C)
+    >>> kmix.plots.plot_feature_gradients(progress, "grad.png")
+    """
+
+    def __init__(
+        self,
+        feature_layer=None,
+        gradients=True,
+        clean_data=None,
+        clean_every=1,
+        clean_per_class=None,
+        clean_batch_size=256,
+        output_dir=None,
+        log_dir=None,
+        class_counts=None,
+        seed=0,
+    ):
+        super().__init__()
+        if feature_layer is not None and not isinstance(feature_layer, str):
+            raise TypeError(
+                "Argument `feature_layer` must be a layer name (str) or None. "
+                f"Received: feature_layer={feature_layer!r}."
+            )
+        self.feature_layer = feature_layer
+        self.gradients = bool(gradients)
+        self.clean_data = clean_data
+        self.clean_every = _check_positive_int("clean_every", clean_every)
+        self.clean_per_class = (
+            None if clean_per_class is None
+            else _check_positive_int("clean_per_class", clean_per_class)
+        )
+        self.clean_batch_size = _check_positive_int("clean_batch_size", clean_batch_size)
+        self.output_dir = output_dir
+        self.log_dir = log_dir
+        self.class_counts = (
+            None if class_counts is None else validation.check_class_counts(class_counts)
+        )
+        self.seed = seed
+        self.history = {}
+        self.records = []
+        self._state_model = None
+        self._installed = None
+        self._writer = None
+        self._clean = None
+
+    # ----------------------------------------------------------------- fit
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if not hasattr(model, "class_counts") or not hasattr(model, "compute_metrics"):
+            raise TypeError(
+                "ClassProgress needs a `kmix.MixModel` (its training step hands "
+                "the batch labels and predictions to the callback). Received: "
+                f"model={model.name!r} of type {type(model).__name__}. Wrap it with "
+                "`kmix.MixModel.from_model(model, class_counts)`."
+            )
+        if self.class_counts is None:
+            self.class_counts = list(model.class_counts)
+        self.num_classes = len(model.class_counts)
+        if len(self.class_counts) != self.num_classes:
+            raise ValueError(
+                "Argument `class_counts` must have one count per model class "
+                f"({self.num_classes}). Received: class_counts={self.class_counts!r}."
+            )
+        self._create_state(model)
+        self._install(model)
+        if self.clean_data is not None and self._clean is None:
+            self._clean = self._prepare_clean_data(self.clean_data)
+        if self.log_dir is not None and self._writer is None:
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for state in self._states():
+            state.reset_state()
+
+    def on_epoch_end(self, epoch, logs=None):
+        epoch_number = epoch + 1
+        recorded = {}
+        recorded["train_accuracy"] = _recall(self._train_counts)
+        if self.gradients:
+            recorded["feature_grad_norm"] = _recall(self._gradient_sums)
+        if self._clean is not None and epoch_number % self.clean_every == 0:
+            recorded["clean_accuracy"] = self._clean_accuracy()
+        if float(np.sum(self._val_counts.total.numpy())) > 0:
+            recorded["val_accuracy"] = _recall(self._val_counts)
+        for quantity in QUANTITIES:
+            if quantity in recorded:
+                self._record(epoch_number, quantity, recorded[quantity])
+        self._write(epoch_number, recorded)
+
+    def on_train_end(self, logs=None):
+        self._uninstall()
+        if self._writer is not None:
+            self._writer.flush()
+
+    # ------------------------------------------------------------- results
+
+    def series(self, quantity):
+        """Returns `(epochs, values)`: int `(E,)` and float `(E, num_classes)`."""
+        validation.check_choice("quantity", quantity, QUANTITIES)
+        entry = self.history.get(quantity, {"epoch": [], "value": []})
+        values = np.asarray(entry["value"], dtype="float64")
+        if not entry["epoch"]:
+            values = np.zeros((0, getattr(self, "num_classes", 0)))
+        return np.asarray(entry["epoch"], dtype="int64"), values
+
+    # ------------------------------------------------------------ internals
+
+    def _states(self):
+        return (self._train_counts, self._val_counts, self._gradient_sums)
+
+    def _create_state(self, model):
+        if self._state_model is model:
+            return
+        with model.distribute_strategy.scope():
+            self._train_counts = PerClassCounts(self.num_classes, name="class_progress_train")
+            self._val_counts = PerClassCounts(self.num_classes, name="class_progress_val")
+            self._gradient_sums = PerClassCounts(self.num_classes, name="class_progress_grad")
+        self._state_model = model
+
+    def _observe(self, y, y_pred, sample_weight, training):
+        if y is None:
+            return
+        y_pred = tf.nest.flatten(y_pred)[0]
+        y = tf.nest.flatten(y)[0]
+        (self._train_counts if training else self._val_counts).update_state(y, y_pred)
+
+    def _install(self, model):
+        self._uninstall()
+        layer = None
+        if self.gradients:
+            layer = _find_feature_layer(model, self.feature_layer)
+            original_call = layer.call
+            probe = self._probe
+
+            def call(inputs, *args, **kwargs):
+                if current_mixing_context() is not None:
+                    inputs = probe(inputs)
+                return original_call(inputs, *args, **kwargs)
+
+            object.__setattr__(layer, "call", call)
+        object.__setattr__(model, "_batch_observers", (self._observe,))
+        self._installed = (model, layer)
+        model.make_train_function(force=True)
+        model.make_test_function(force=True)
+
+    def _uninstall(self):
+        if self._installed is None:
+            return
+        model, layer = self._installed
+        if layer is not None and "call" in layer.__dict__:
+            object.__delattr__(layer, "call")
+        if "_batch_observers" in model.__dict__:
+            object.__delattr__(model, "_batch_observers")
+        self._installed = None
+        model.make_train_function(force=True)
+        model.make_test_function(force=True)
+
+    def _probe(self, features):
+        """Identity on `features` whose gradient function records per-class norms."""
+        labels = integer_labels(current_mixing_context()[0])
+        sums = self._gradient_sums
+        num_classes = self.num_classes
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        optimizer = self.model.optimizer
+
+        @tf.custom_gradient
+        def identity(h):
+            def grad(dy):
+                flat = tf.reshape(tf.cast(dy, tf.float32), [tf.shape(dy)[0], -1])
+                scale = tf.cast(tf.shape(dy)[0] * num_replicas, tf.float32)
+                if optimizer is not None:
+                    scale = scale / tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+                norms = tf.norm(flat, axis=1) * scale
+                one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)
+                sums.correct.assign_add(tf.linalg.matvec(one_hot, norms, transpose_a=True))
+                sums.total.assign_add(tf.reduce_sum(one_hot, axis=0))
+                return dy
+
+            return tf.identity(h), grad
+
+        return identity(features)
+
+    def _prepare_clean_data(self, data):
+        if isinstance(data, tf.data.Dataset):
+            if self.clean_per_class is None:
+                return data
+            xs, ys = [], []
+            for x, y in data.unbatch().as_numpy_iterator():
+                xs.append(x)
+                ys.append(y)
+            data = (np.stack(xs), np.stack(ys))
+        if not isinstance(data, (tuple, list)) or len(data) != 2:
+            raise ValueError(
+                "Argument `clean_data` must be `(x, y)` arrays or a tf.data.Dataset "
+                f"of `(x, y)` batches. Received: clean_data of type {type(data).__name__}."
+            )
+        x, y = np.asarray(data[0]), np.asarray(data[1])
+        if self.clean_per_class is not None:
+            labels = _numpy_labels(y)
+            order = np.random.RandomState(self.seed).permutation(len(labels))
+            keep = np.concatenate([
+                order[labels[order] == c][: self.clean_per_class]
+                for c in range(self.num_classes)
+            ])
+            keep.sort()
+            x, y = x[keep], y[keep]
+        return (x, y)
+
+    def _clean_accuracy(self):
+        if isinstance(self._clean, tf.data.Dataset):
+            labels, predictions = [], []
+            for x, y in self._clean:
+                predictions.append(np.asarray(self.model.predict_on_batch(x)))
+                labels.append(np.asarray(y))
+            labels, predictions = np.concatenate(labels), np.concatenate(predictions)
+        else:
+            x, labels = self._clean
+            predictions = self.model.predict(x, batch_size=self.clean_batch_size, verbose=0)
+        return per_class_recall(labels, predictions, self.num_classes)
+
+    def _record(self, epoch, quantity, values):
+        entry = self.history.setdefault(quantity, {"epoch": [], "value": []})
+        entry["epoch"].append(epoch)
+        entry["value"].append([float(v) for v in values])
+        for c, v in enumerate(values):
+            self.records.append(
+                {"epoch": epoch, "class": c, "quantity": quantity, "value": float(v)}
+            )
+
+    def _write(self, epoch, recorded):
+        if self._writer is not None:
+            with self._writer.as_default():
+                for quantity, values in recorded.items():
+                    for c, v in enumerate(values):
+                        if not math.isnan(v):
+                            tf.summary.scalar(
+                                f"class_progress/{quantity}/class_{c}", float(v), step=epoch
+                            )
+        if self.output_dir is not None:
+            os.makedirs(self.output_dir, exist_ok=True)
+            write_records_csv(self.records, os.path.join(self.output_dir, "class_progress.csv"))
+            path = os.path.join(self.output_dir, "class_progress.json")
+            with open(path, "w") as f:
+                json.dump(
+                    {
+                        "class_counts": self.class_counts,
+                        "columns": list(COLUMNS),
+                        "records": [
+                            dict(r, value=None if math.isnan(r["value"]) else r["value"])
+                            for r in self.records
+                        ],
+                    },
+                    f,
+                )
+
+
+def per_class_recall(labels, predictions, num_classes):
+    """Numpy per-class recall; NaN for classes without examples.
+
+    `labels`: integer `(n,)`/`(n, 1)` or one-hot `(n, C)`; `predictions`:
+    scores `(n, C)` or integer classes `(n,)`.
+    """
+    labels = _numpy_labels(labels)
+    predictions = np.asarray(predictions)
+    if predictions.ndim >= 2 and predictions.shape[-1] != 1:
+        predictions = predictions.argmax(axis=-1)
+    predictions = predictions.reshape(-1)
+    total = np.bincount(labels, minlength=num_classes)[:num_classes].astype("float64")
+    correct = np.bincount(
+        labels[predictions == labels], minlength=num_classes
+    )[:num_classes].astype("float64")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
+
+
+def write_records_csv(records, path):
+    """Writes tidy rows (`epoch, class, quantity, value`) to a CSV file."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(records)
+    return path
+
+
+def read_records(path):
+    """Reads the rows written by `ClassProgress` (CSV or JSON).
+
+    Returns `(records, class_counts)`; `class_counts` is None for a CSV.
+    """
+    if str(path).endswith(".json"):
+        with open(path) as f:
+            content = json.load(f)
+        records = [
+            dict(r, value=float("nan") if r["value"] is None else float(r["value"]))
+            for r in content["records"]
+        ]
+        return records, content.get("class_counts")
+    with open(path, newline="") as f:
+        records = [
+            {
+                "epoch": int(row["epoch"]),
+                "class": int(row["class"]),
+                "quantity": row["quantity"],
+                "value": float(row["value"]),
+            }
+            for row in csv.DictReader(f)
+        ]
+    return records, None
+
+
+def history_from_records(records):
+    """Rebuilds `ClassProgress.history` from tidy rows."""
+    table = {}
+    for r in records:
+        table.setdefault(r["quantity"], {}).setdefault(r["epoch"], {})[r["class"]] = r["value"]
+    history = {}
+    for quantity, by_epoch in table.items():
+        num_classes = 1 + max(c for row in by_epoch.values() for c in row)
+        epochs = sorted(by_epoch)
+        history[quantity] = {
+            "epoch": epochs,
+            "value": [
+                [by_epoch[e].get(c, float("nan")) for c in range(num_classes)]
+                for e in epochs
+            ],
+        }
+    return history
+
+
+def _recall(counts):
+    return np.asarray(counts.recall(), dtype="float64")
+
+
+def _numpy_labels(labels):
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[-1] != 1:
+        return labels.argmax(axis=-1).astype("int64")
+    return labels.reshape(-1).astype("int64")
+
+
+def _find_feature_layer(model, name):
+    if name is not None:
+        for layer in model._flatten_layers(include_self=False):
+            if layer.name == name:
+                return layer
+        raise ValueError(
+            f"Argument `feature_layer` must name a layer of the model. Received: "
+            f"feature_layer={name!r}; the model's layers are "
+            f"{[layer.name for layer in model.layers]}."
+        )
+    with_weights = [layer for layer in model.layers if layer.weights]
+    if not with_weights:
+        raise ValueError(
+            f"Model {model.name!r} has no layer with weights, so ClassProgress "
+            "cannot find its classifier. Pass `feature_layer=<layer name>` or "
+            "`gradients=False`."
+        )
+    return with_weights[-1]
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"Argument `{name}` must be an int >= 1. Received: {name}={value!r}.")
+    return int(value)

@@ -1,0 +1,444 @@
+"""Figures of kmix's per-class diagnostics, saved as PNG files.
+
+Every function takes recorded data and an output path, writes one PNG of
+exactly `figsize * dpi` pixels and returns the path. Figures are drawn with
+matplotlib's Agg canvas (no display, no pyplot state), so they work on
+headless machines and in threads.
+
+Major classes are drawn in blues and minor classes in oranges/reds, so a
+figure reads without a legend hunt. A class is major when its training count
+is at least `major_threshold` (default 0.5) times the largest count, the rule
+of `kmix.MajorMix`; pass `major_classes` to choose them yourself. Without
+class counts all classes share one neutral palette.
+
+The per-epoch figures (`plot_class_accuracy`, `plot_feature_gradients`) read
+a `kmix.callbacks.ClassProgress` callback, its `history` dict, or the CSV /
+JSON file it wrote (the JSON also carries `class_counts`). These are the two
+curves of "Procrustean Training for Imbalanced Deep Learning" (Ye, Zhan &
+Chao, ICCV 2021): per-class training accuracy and per-class feature-gradient
+norm over epochs.
+
+Example:
+
+>>> progress = kmix.callbacks.ClassProgress(output_dir="runs/mix")
+>>> model.fit(ds, epochs=30, callbacks=[progress])
+>>> kmix.plots.plot_class_accuracy(progress, "runs/mix/train_acc.png")
+>>> kmix.plots.plot_feature_gradients("runs/mix/class_progress.json", "runs/mix/grad.png")
+"""
+
+import os
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from kmix import validation
+
+_LABELS = {
+    "train_accuracy": "training accuracy (mixed batches)",
+    "clean_accuracy": "training accuracy (clean pass)",
+    "val_accuracy": "validation accuracy",
+    "feature_grad_norm": "mean feature-gradient norm",
+}
+_HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
+
+
+def major_classes_of(class_counts, major_threshold=0.5):
+    """Indices of the major classes: `n_c >= major_threshold * max(n)`."""
+    counts = np.asarray(validation.check_class_counts(class_counts))
+    threshold = validation.check_number(
+        "major_threshold", major_threshold, 0.0, 1.0, low_open=True
+    )
+    return [int(c) for c in np.flatnonzero(counts >= threshold * counts.max())]
+
+
+def class_colors(num_classes, class_counts=None, major_classes=None,
+                 major_threshold=0.5, shade=0.0):
+    """One RGBA colour per class: blues for major classes, oranges/reds for minor.
+
+    `shade` in [0, 1] darkens the whole palette (used to tell runs apart).
+    Without `class_counts` or `major_classes`, all classes get greens.
+    """
+    majors = _major_set(num_classes, class_counts, major_classes, major_threshold)
+    colors = [None] * num_classes
+    if majors is None:
+        groups = [(list(range(num_classes)), "Greens")]
+    else:
+        minors = [c for c in range(num_classes) if c not in majors]
+        groups = [(sorted(majors), "Blues"), (minors, "OrRd")]
+    for classes, cmap_name in groups:
+        cmap = colormaps[cmap_name]
+        low, high = 0.45 + 0.3 * shade, 0.8 + 0.2 * shade
+        levels = np.linspace(low, high, len(classes)) if len(classes) > 1 else [0.5 * (low + high)]
+        for c, level in zip(classes, levels):
+            colors[c] = cmap(float(level))
+    return colors
+
+
+def load_progress(progress):
+    """Returns `(history, class_counts)` from a `ClassProgress`, its `history`
+    dict, or the path of its CSV or JSON file (class counts are None when the
+    source does not carry them)."""
+    from kmix.callbacks.class_progress import history_from_records
+    from kmix.callbacks.class_progress import read_records
+
+    if isinstance(progress, (str, os.PathLike)):
+        records, counts = read_records(os.fspath(progress))
+        return history_from_records(records), counts
+    if isinstance(progress, dict):
+        return progress, None
+    if hasattr(progress, "history") and isinstance(progress.history, dict):
+        return progress.history, getattr(progress, "class_counts", None)
+    raise TypeError(
+        "Argument `progress` must be a kmix.callbacks.ClassProgress, its "
+        "`history` dict, or the path of its CSV/JSON file. "
+        f"Received: progress of type {type(progress).__name__}."
+    )
+
+
+def plot_class_accuracy(progress, path, quantity="train_accuracy", class_counts=None,
+                        major_classes=None, grouped=False, title=None,
+                        figsize=(6.4, 4.0), dpi=100):
+    """Per-class (or major/minor grouped) accuracy against epoch.
+
+    Args:
+        progress: a `ClassProgress`, its `history`, or its CSV/JSON path.
+        path: where to write the PNG.
+        quantity: `"train_accuracy"` (the mixed batches), `"clean_accuracy"`
+            or `"val_accuracy"`.
+        class_counts: training counts for the colours; defaults to those
+            recorded with `progress`.
+        major_classes: explicit major classes (overrides the threshold rule).
+        grouped: draw the mean over major and over minor classes (with their
+            range shaded) instead of one line per class.
+        title, figsize, dpi: figure options; the PNG is `figsize * dpi` pixels.
+    """
+    return _plot_series(progress, path, quantity, class_counts, major_classes,
+                        grouped, title, figsize, dpi, log_y=False)
+
+
+def plot_feature_gradients(progress, path, class_counts=None, major_classes=None,
+                           grouped=False, title=None, figsize=(6.4, 4.0), dpi=100,
+                           log_y=True):
+    """Per-class mean feature-gradient norm against epoch (log scale by default).
+
+    Same arguments as `plot_class_accuracy`; `log_y` sets a logarithmic y axis.
+    """
+    return _plot_series(progress, path, "feature_grad_norm", class_counts,
+                        major_classes, grouped, title, figsize, dpi, log_y=log_y)
+
+
+def plot_accuracy_bars(runs, path, class_counts=None, major_classes=None, title=None,
+                       ylabel="test accuracy", figsize=(8.0, 4.0), dpi=100):
+    """Per-class accuracy bars of several runs side by side.
+
+    Args:
+        runs: dict from run name to a sequence of per-class accuracies (all
+            of the same length), e.g. `{"plain": acc_a, "MajorMix": acc_b}`.
+        path: where to write the PNG.
+        class_counts: training counts (for the colours and tick labels).
+        major_classes: explicit major classes.
+        title, ylabel, figsize, dpi: figure options.
+
+    Each run has its own hatch and shade; within a run, major-class bars are
+    blue and minor-class bars orange/red. The legend names the runs and their
+    mean (balanced) accuracy.
+    """
+    if not isinstance(runs, dict) or not runs:
+        raise ValueError(
+            "Argument `runs` must be a non-empty dict from run name to per-class "
+            f"accuracies. Received: runs={runs!r}."
+        )
+    values = {name: np.asarray(v, dtype="float64").reshape(-1) for name, v in runs.items()}
+    sizes = {len(v) for v in values.values()}
+    if len(sizes) != 1:
+        raise ValueError(
+            "Argument `runs` must give every run the same number of classes. "
+            f"Received lengths: { {k: len(v) for k, v in values.items()} }."
+        )
+    num_classes = sizes.pop()
+    fig, ax = _figure(figsize, dpi)
+    width = 0.8 / len(values)
+    handles = []
+    for r, (name, acc) in enumerate(values.items()):
+        shade = r / max(len(values) - 1, 1)
+        colors = class_colors(num_classes, class_counts, major_classes, shade=shade)
+        hatch = _HATCHES[r % len(_HATCHES)]
+        x = np.arange(num_classes) - 0.4 + width * (r + 0.5)
+        ax.bar(x, np.nan_to_num(acc), width=width, color=colors, hatch=hatch,
+               edgecolor="white", linewidth=0.5)
+        handles.append(Patch(facecolor=colors[0], hatch=hatch, edgecolor="white",
+                             label=f"{name} (mean {np.nanmean(acc):.3f})"))
+    ax.set_xticks(np.arange(num_classes))
+    ax.set_xticklabels(_class_tick_labels(num_classes, class_counts))
+    _color_tick_labels(ax.get_xticklabels(), num_classes, class_counts, major_classes)
+    ax.set_xlabel("class (training count)" if class_counts is not None else "class")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.05)
+    ax.legend(handles=handles, fontsize="small", loc="lower left")
+    ax.set_title(title or "per-class accuracy")
+    return _save(fig, path, dpi)
+
+
+def plot_confusion_matrix(y_true, y_pred, path, num_classes=None, class_counts=None,
+                          major_classes=None, normalize=True, title=None,
+                          figsize=(6.0, 5.0), dpi=100):
+    """The confusion matrix (rows: true class, columns: predicted class).
+
+    Args:
+        y_true: integer labels `(n,)` or one-hot `(n, C)`.
+        y_pred: scores `(n, C)` or predicted classes `(n,)`.
+        path: where to write the PNG.
+        num_classes: number of classes (default: inferred).
+        class_counts, major_classes: for the colour of the tick labels.
+        normalize: divide each row by its count (recall on the diagonal).
+        title, figsize, dpi: figure options.
+    """
+    matrix = confusion_matrix(y_true, y_pred, num_classes)
+    num_classes = matrix.shape[0]
+    if normalize:
+        matrix = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    fig, ax = _figure(figsize, dpi)
+    image = ax.imshow(matrix, cmap="Greys", vmin=0, vmax=1 if normalize else None)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    if num_classes <= 20:
+        for i in range(num_classes):
+            for j in range(num_classes):
+                value = matrix[i, j]
+                text = f"{value:.2f}" if normalize else f"{int(value)}"
+                ax.text(j, i, text, ha="center", va="center", fontsize=6,
+                        color="white" if value > 0.5 * matrix.max() else "black")
+    ticks = np.arange(num_classes)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    _color_tick_labels(ax.get_xticklabels(), num_classes, class_counts, major_classes)
+    _color_tick_labels(ax.get_yticklabels(), num_classes, class_counts, major_classes)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or ("confusion matrix (row-normalized)" if normalize else "confusion matrix"))
+    return _save(fig, path, dpi)
+
+
+def plot_class_histogram(class_counts, path, major_classes=None, log_y=None, title=None,
+                         figsize=(6.4, 4.0), dpi=100):
+    """Bars of the training-set count of each class.
+
+    `class_counts` is a sequence of counts; integer labels can be turned
+    into counts with `numpy.bincount`. `log_y` defaults to a log scale when
+    the largest count is over 20 times the smallest positive one.
+    """
+    counts = np.asarray(validation.check_class_counts(class_counts))
+    num_classes = len(counts)
+    colors = class_colors(num_classes, counts, major_classes)
+    fig, ax = _figure(figsize, dpi)
+    ax.bar(np.arange(num_classes), counts, color=colors)
+    if log_y is None:
+        log_y = counts.max() > 20 * counts[counts > 0].min()
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xticks(np.arange(num_classes))
+    _color_tick_labels(ax.get_xticklabels(), num_classes, counts, major_classes)
+    ax.set_xlabel("class")
+    ax.set_ylabel("training examples")
+    ratio = counts.max() / max(counts[counts > 0].min(), 1)
+    ax.set_title(title or f"training-set class counts (imbalance ratio {ratio:.0f})")
+    ax.legend(handles=_family_handles(counts, major_classes), fontsize="small")
+    return _save(fig, path, dpi)
+
+
+def confusion_matrix(y_true, y_pred, num_classes=None):
+    """Integer confusion matrix `(C, C)`, rows true, columns predicted."""
+    labels = np.asarray(y_true)
+    if labels.ndim == 2 and labels.shape[-1] != 1:
+        labels = labels.argmax(axis=-1)
+    labels = labels.reshape(-1).astype("int64")
+    predictions = np.asarray(y_pred)
+    if predictions.ndim >= 2 and predictions.shape[-1] != 1:
+        if num_classes is None:
+            num_classes = predictions.shape[-1]
+        predictions = predictions.argmax(axis=-1)
+    predictions = predictions.reshape(-1).astype("int64")
+    if num_classes is None:
+        num_classes = int(max(labels.max(initial=0), predictions.max(initial=0))) + 1
+    matrix = np.zeros((num_classes, num_classes), "int64")
+    np.add.at(matrix, (labels, predictions), 1)
+    return matrix
+
+
+# ---------------------------------------------------------------- internals
+
+def _plot_series(progress, path, quantity, class_counts, major_classes, grouped,
+                 title, figsize, dpi, log_y):
+    history, recorded_counts = load_progress(progress)
+    if class_counts is None:
+        class_counts = recorded_counts
+    if quantity not in history or not history[quantity]["epoch"]:
+        raise ValueError(
+            f"Argument `quantity` names nothing recorded: quantity={quantity!r}; "
+            f"the recorded quantities are {sorted(history)}."
+        )
+    epochs = np.asarray(history[quantity]["epoch"])
+    values = np.asarray(history[quantity]["value"], dtype="float64")
+    num_classes = values.shape[1]
+    fig, ax = _figure(figsize, dpi)
+    majors = _major_set(num_classes, class_counts, major_classes, 0.5)
+    marker = "o" if len(epochs) <= 20 else None
+    if grouped and majors is not None:
+        minors = [c for c in range(num_classes) if c not in majors]
+        for classes, cmap_name, name in ((sorted(majors), "Blues", "major"),
+                                         (minors, "OrRd", "minor")):
+            if not classes:
+                continue
+            color = colormaps[cmap_name](0.75)
+            block = values[:, classes]
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(block, axis=1)
+                low, high = np.nanmin(block, axis=1), np.nanmax(block, axis=1)
+            ax.plot(epochs, mean, color=color, marker=marker, label=f"{name} classes (mean)")
+            ax.fill_between(epochs, low, high, color=color, alpha=0.2)
+        ax.legend(fontsize="small")
+    else:
+        colors = class_colors(num_classes, class_counts, major_classes)
+        for c in range(num_classes):
+            label = f"class {c}"
+            if class_counts is not None:
+                label += f" (n={class_counts[c]})"
+            ax.plot(epochs, values[:, c], color=colors[c], marker=marker, markersize=3,
+                    linestyle="-" if majors is None or c in majors else "--", label=label)
+        if num_classes <= 12:
+            ax.legend(fontsize="x-small", ncol=2)
+    if log_y:
+        ax.set_yscale("log")
+    elif quantity != "feature_grad_norm":
+        ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(_LABELS.get(quantity, quantity))
+    if majors is not None:
+        subtitle = "blue: major classes, orange/red (dashed): minor classes"
+        ax.set_title((title + "\n" if title else "") + subtitle, fontsize="small")
+    elif title:
+        ax.set_title(title)
+    return _save(fig, path, dpi)
+
+
+def _major_set(num_classes, class_counts, major_classes, major_threshold):
+    if major_classes is not None:
+        return set(int(c) for c in major_classes)
+    if class_counts is None:
+        return None
+    if len(class_counts) != num_classes:
+        raise ValueError(
+            f"Argument `class_counts` must have {num_classes} entries (one per "
+            f"class). Received: class_counts={list(class_counts)!r}."
+        )
+    return set(major_classes_of(class_counts, major_threshold))
+
+
+def _family_handles(class_counts, major_classes):
+    majors = _major_set(len(class_counts), class_counts, major_classes, 0.5)
+    return [Patch(color=colormaps["Blues"](0.7), label=f"major ({len(majors)})"),
+            Patch(color=colormaps["OrRd"](0.7), label=f"minor ({len(class_counts) - len(majors)})")]
+
+
+def _class_tick_labels(num_classes, class_counts):
+    if class_counts is None:
+        return [str(c) for c in range(num_classes)]
+    return [f"{c}\n({class_counts[c]})" for c in range(num_classes)]
+
+
+def _color_tick_labels(labels, num_classes, class_counts, major_classes):
+    majors = _major_set(num_classes, class_counts, major_classes, 0.5)
+    if majors is None:
+        return
+    for c, label in enumerate(labels):
+        label.set_color(colormaps["Blues"](0.85) if c in majors else colormaps["OrRd"](0.85))
+
+
+def _figure(figsize, dpi):
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _save(fig, path, dpi):
+    path = os.fspath(path)
+    directory = os.path.dirname(path)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def plot_tuning_trials(trials, path, objective="val_balanced_accuracy",
+                       params=("strength", "major_threshold"), log_params=("major_threshold",),
+                       group_by="mix_at", best_trial=None, title=None,
+                       figsize=(10.0, 4.0), dpi=100):
+    """The objective of every tuning trial against each searched parameter.
+
+    One panel per parameter in `params` (log x axis for those in
+    `log_params`); each trial is a dot coloured by its `group_by` value (for
+    example the `mix_at` choice), and the best trial is a star. Made for
+    the trial tables of `experiments/tune.py` (keras-tuner searches over
+    MajorMix, "Procrustean Training for Imbalanced Deep Learning", Ye, Zhan &
+    Chao, ICCV 2021).
+
+    Args:
+        trials: a list of dicts, one per trial, holding `objective`, the
+            `params` and optionally `group_by` and `"trial_id"`. Trials
+            without an objective value (failed or unfinished) are skipped.
+        path: where to write the PNG.
+        objective: the key of the objective value (the y axis).
+        params: the keys of the parameters, one panel each.
+        log_params: the parameters drawn on a log x axis.
+        group_by: the key whose values colour the dots, or None.
+        best_trial: the `"trial_id"` of the trial to star, or None.
+        title, figsize, dpi: figure options.
+
+    Example:
+
+    >>> kmix.plots.plot_tuning_trials(
+    ...     [{"trial_id": "0", "strength": 0.3, "major_threshold": 0.5,
+    ...       "mix_at": "stage1", "val_balanced_accuracy": 0.71}],
+    ...     "runs/tuning/trials.png", best_trial="0")
+    """
+    if not isinstance(trials, (list, tuple)):
+        raise ValueError(
+            f"Argument `trials` must be a list of dicts, one per trial. Received: trials={trials!r}."
+        )
+    if not params:
+        raise ValueError(f"Argument `params` must name at least one parameter. Received: params={params!r}.")
+    scored = [t for t in trials if t.get(objective) is not None]
+    missing = sorted({p for t in scored for p in params if p not in t})
+    if missing:
+        raise ValueError(
+            f"Argument `trials` must give every scored trial the `params` {list(params)}; "
+            f"some lack {missing}."
+        )
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(1, len(params), sharey=True))
+    groups = sorted({str(t.get(group_by)) for t in scored}) if group_by else [None]
+    palette = colormaps["tab10"]
+    for ax, param in zip(axes, params):
+        for g, group in enumerate(groups):
+            members = [t for t in scored if group is None or str(t.get(group_by)) == group]
+            ax.scatter([t[param] for t in members], [t[objective] for t in members],
+                       color=palette(g % 10), s=36, alpha=0.85,
+                       label=f"{group_by}={group}" if group is not None else None)
+        best = [t for t in scored if best_trial is not None and str(t.get("trial_id")) == str(best_trial)]
+        if best:
+            ax.scatter([best[0][param]], [best[0][objective]], marker="*", s=260,
+                       facecolor="none", edgecolor="black", linewidth=1.2, label="best trial")
+        if param in log_params:
+            ax.set_xscale("log")
+        ax.set_xlabel(param)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(objective)
+    if scored:
+        axes[-1].legend(fontsize="small", loc="best")
+    fig.suptitle(title or f"{objective} of {len(scored)} tuning trials")
+    return _save(fig, path, dpi)
