@@ -38,8 +38,7 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
-        "dev": ["pytest>=8"],
-        "docs": ["mkdocs>=1.6", "mkdocstrings[python]>=0.25"],
+        "dev": ["pytest>=8", "mkdocs>=1.6", "mkdocstrings[python]>=0.25"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

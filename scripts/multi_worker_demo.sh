@@ -29,7 +29,7 @@ for index in 0 1; do
     "${python}" experiments/run.py --strategy=multi_worker --dataset=fashion_mnist \
       --profile=step --imbalance_ratio=10 --train_fraction=0.01 --epochs=2 --batch_size=64 \
       --width=8 --lr_schedule=constant --learning_rate=0.05 --seeds=0 --verbose=2 \
-      --nodeterministic --output_dir="${out}/worker_${index}" > "${out}.worker_${index}.log" 2>&1 &
+      --nodeterministic --nodiagnostics --output_dir="${out}/worker_${index}" > "${out}.worker_${index}.log" 2>&1 &
   pids+=($!)
 done
 status=0
