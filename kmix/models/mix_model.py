@@ -173,7 +173,6 @@ class MixModel(keras.Model):
         return config
 
 
-
 @keras.saving.register_keras_serializable(package="kmix", name="MixModel")
 class _FunctionalMixModel(MixModel, Functional):
     """What `kmix.MixModel(inputs, outputs, ...)` builds; saved as `MixModel`."""
