@@ -28,7 +28,7 @@ setuptools.setup(
         "keras>=3.10",
         "numpy>=1.26",
         "absl-py>=2.0",
-        "keras-tuner>=1.4.7",
+        "keras-tuner[bayesian]>=1.4.7",
         "tensorflow-datasets>=4.9.4",
         "importlib_resources",
         "matplotlib>=3.7",

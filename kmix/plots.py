@@ -33,7 +33,10 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import LogLocator
 from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import NullFormatter
 
 from kmix import validation
 
@@ -435,6 +438,9 @@ def plot_tuning_trials(trials, path, objective="val_balanced_accuracy",
                        facecolor="none", edgecolor="black", linewidth=1.2, label="best trial")
         if param in log_params:
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(param)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel(objective)

@@ -1,0 +1,306 @@
+r"""Searches MajorMix's hyper-parameters with keras-tuner; writes the best as a run.py flagfile.
+
+    python experiments/tune.py --flagfile=experiments/configs/tune_fashion_mnist_step100.cfg
+    python experiments/run.py --flagfile=runs/tuning/fashion_mnist_step100/best.cfg
+
+Takes every data/model/training flag of run.py (those not searched stay
+fixed) and the tuner's flags below. Each trial trains with the code path of
+run.py (`kmix.tuning.MajorMixHyperModel`) on the training split minus a
+held-out validation split (--validation) and is scored by its last-epoch
+balanced accuracy on that split (`val_balanced_accuracy`, maximized); the
+test set is never looked at.
+
+Writes to --directory/--project_name, next to keras-tuner's own files:
+    best.cfg     run.py's flags with the best trial's values and --output_dir:
+                 `run.py --flagfile=best.cfg` trains that configuration on the
+                 whole training split and evaluates it on the test set
+    trials.csv   one row per trial: id, status, objective, searched values
+    trials.md    the same as a markdown table, best first
+    trials.png   the objective against strength and major_threshold
+
+A search started again with the same --directory and --project_name resumes:
+finished trials are kept, an interrupted one is run again, and only the
+missing trials up to --max_trials run (--overwrite starts afresh).
+
+Distributed (keras-tuner's chief/worker mode): run one process with
+KERASTUNER_TUNER_ID=chief and others with KERASTUNER_TUNER_ID=tuner0, tuner1,
+..., all with KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT, e.g.
+scripts/tune_distributed.sh. The chief writes the reports. docs/tuning.md
+explains every flag.
+"""
+
+import csv
+import copy
+import dataclasses
+import math
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+import run
+
+FLAGS = flags.FLAGS
+TUNERS = ("random", "bayesian", "hyperband")
+SEARCHABLE = ("strength", "major_threshold", "mix_at", "loss", "drw_start_epoch")
+
+
+def define_flags():
+    """Defines run.py's flags and the tuner's, once."""
+    run.define_flags()
+    if "tuner" in FLAGS:
+        return
+    flags.DEFINE_enum("tuner", "random", TUNERS, "keras-tuner search algorithm.")
+    flags.DEFINE_integer("max_trials", 8, "Trials to run (random, bayesian; hyperband sizes its own brackets).")
+    flags.DEFINE_integer(
+        "executions_per_trial", 1,
+        "Trainings per trial, execution e with the e-th of --seeds; the objective is their mean.",
+    )
+    flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor; its max epochs is --epochs.")
+    flags.DEFINE_string("directory", "runs/tuning", "keras-tuner's directory.")
+    flags.DEFINE_string("project_name", "kmix", "keras-tuner's project: the search lives in directory/project_name.")
+    flags.DEFINE_bool(
+        "overwrite", False, "Delete an earlier search of the same project instead of resuming it (not on workers)."
+    )
+    flags.DEFINE_list(
+        "search", ["strength", "major_threshold", "mix_at"],
+        f"Hyper-parameters to search, from {list(SEARCHABLE)}; the others keep their flag values.",
+    )
+    flags.DEFINE_list("strength_range", ["0", "1"], "low,high of strength, in [0, 1].")
+    flags.DEFINE_list("major_threshold_range", ["0.01", "1"], "low,high of major_threshold, in (0, 1], log scale.")
+    flags.DEFINE_list(
+        "mix_at_choices", ["stem", "stage1", "stage2"],
+        "mix_at choices: a point, points joined by '+' (stage1+stage2), or 'none'.",
+    )
+    flags.DEFINE_list("loss_choices", ["ce", "ldam"], "loss choices.")
+    flags.DEFINE_list("drw_start_epoch_range", None, "low,high of drw_start_epoch (needs --reweight).")
+    flags.DEFINE_float(
+        "validation", 200,
+        "Held out of the training split to score trials: an int >= 1 images per class, "
+        "or a fraction in (0, 1) of each class.",
+    )
+
+
+def check_flags():
+    """Raises `app.UsageError` for missing flags and bad flag combinations."""
+    seeds = run.check_flags()
+    if FLAGS.max_trials < 1:
+        raise app.UsageError(f"--max_trials must be >= 1; got {FLAGS.max_trials}.")
+    if not 1 <= FLAGS.executions_per_trial <= len(seeds):
+        raise app.UsageError(
+            f"--executions_per_trial must be in [1, {len(seeds)}]: execution e trains with "
+            f"the e-th of --seeds={FLAGS.seeds!r}; got {FLAGS.executions_per_trial}."
+        )
+    if FLAGS.hyperband_factor < 2:
+        raise app.UsageError(f"--hyperband_factor must be >= 2; got {FLAGS.hyperband_factor}.")
+    try:
+        hyper_model_from_flags()
+    except (ValueError, TypeError) as error:
+        raise app.UsageError(str(error))
+
+
+def search_space_from_flags():
+    """The search space of --search and the range/choice flags."""
+    unknown = [name for name in FLAGS.search if name not in SEARCHABLE]
+    if unknown or not FLAGS.search:
+        raise ValueError(
+            f"--search must list hyper-parameters from {list(SEARCHABLE)}; got {FLAGS.search!r}."
+        )
+    space = {}
+    for name in FLAGS.search:
+        if name in ("mix_at", "loss"):
+            space[name] = list(FLAGS[f"{name}_choices"].value)
+            continue
+        flag = f"{name}_range"
+        values = FLAGS[flag].value
+        parse = int if name == "drw_start_epoch" else float
+        try:
+            low, high = (parse(v) for v in values or ())
+        except ValueError:
+            raise ValueError(
+                f"--{flag} must be two {parse.__name__}s low,high to search {name}; got {values!r}."
+            )
+        space[name] = (low, high)
+    return space
+
+
+def validation_from_flags():
+    """--validation as `kmix.data.load` takes it: an int per class or a fraction."""
+    value = FLAGS.validation
+    if value >= 1:
+        if value != int(value):
+            raise ValueError(f"--validation >= 1 must be a whole number of images per class; got {value}.")
+        return int(value)
+    return value
+
+
+def hyper_model_from_flags():
+    """The `kmix.tuning.MajorMixHyperModel` of the current flags."""
+    from kmix import tuning
+
+    seeds = [int(s) for s in FLAGS.seeds][: FLAGS.executions_per_trial]
+    config = dataclasses.replace(run.config_from_flags(seeds[0]), validation=validation_from_flags())
+    return tuning.MajorMixHyperModel(config, space=search_space_from_flags(), seeds=seeds)
+
+
+def make_tuner(hypermodel):
+    """The keras-tuner tuner of --tuner over `hypermodel`."""
+    import keras_tuner
+
+    from kmix import tuning
+
+    common = dict(
+        objective=tuning.objective(),
+        executions_per_trial=len(hypermodel.seeds),
+        directory=FLAGS.directory,
+        project_name=FLAGS.project_name,
+        overwrite=FLAGS.overwrite and not is_worker(),  # only the chief deletes
+        seed=hypermodel.seeds[0],
+        distribution_strategy=run.make_strategy(FLAGS.strategy),
+    )
+    if FLAGS.tuner == "hyperband":
+        return keras_tuner.Hyperband(
+            hypermodel, max_epochs=hypermodel.config.epochs, factor=FLAGS.hyperband_factor, **common
+        )
+    if FLAGS.tuner == "bayesian":
+        return keras_tuner.BayesianOptimization(hypermodel, max_trials=FLAGS.max_trials, **common)
+    return keras_tuner.RandomSearch(hypermodel, max_trials=FLAGS.max_trials, **common)
+
+
+def search(tuner, hypermodel, verbose=1):
+    """Runs (or resumes) the search; on all but worker processes writes the reports.
+
+    Returns the paths `write_reports` returns, or None on a worker.
+    """
+    tuner.search(verbose=verbose)
+    if is_worker():
+        return None
+    return write_reports(tuner, hypermodel)
+
+
+def is_worker():
+    """Whether this process is a keras-tuner worker (not the chief, not alone)."""
+    return "KERASTUNER_ORACLE_IP" in os.environ and "chief" not in os.environ.get("KERASTUNER_TUNER_ID", "")
+
+
+def trial_rows(tuner, hypermodel):
+    """One dict per trial: trial_id, status, the objective, val_accuracy, epochs and the searched values."""
+    from kmix import tuning
+
+    rows = []
+    for trial_id, trial in sorted(tuner.oracle.trials.items()):
+        values = trial.hyperparameters.values
+        row = {"trial_id": trial_id, "status": trial.status, tuning.OBJECTIVE: trial.score}
+        row["val_accuracy"] = (
+            trial.metrics.get_last_value("val_accuracy") if trial.metrics.exists("val_accuracy") else None
+        )
+        row["epochs"] = values.get("tuner/epochs", hypermodel.config.epochs)
+        row.update({name: values.get(name) for name in hypermodel.space})
+        rows.append(row)
+    return rows
+
+
+def write_reports(tuner, hypermodel):
+    """Writes best.cfg, trials.csv, trials.md and trials.png; returns their paths by name."""
+    from kmix import plots
+    from kmix import tuning
+
+    best = tuner.oracle.get_best_trials(1)
+    if not best:
+        raise RuntimeError(
+            f"No trial of {tuner.project_dir} finished with a score: see the trials' "
+            "messages in its trial_*/trial.json."
+        )
+    best = best[0]
+    rows = trial_rows(tuner, hypermodel)
+    paths = {name: os.path.join(tuner.project_dir, name)
+             for name in ("best.cfg", "trials.csv", "trials.md", "trials.png")}
+    with open(paths["best.cfg"], "w") as f:
+        f.write(best_flagfile(hypermodel.config_for(best.hyperparameters), best, tuner, hypermodel))
+    with open(paths["trials.csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(paths["trials.md"], "w") as f:
+        f.write(trials_table(rows, best.trial_id))
+    plotted = [param for param in ("strength", "major_threshold") if param in hypermodel.space]
+    plots.plot_tuning_trials(
+        rows, paths["trials.png"], objective=tuning.OBJECTIVE,
+        params=plotted or list(hypermodel.space)[:1],
+        group_by="mix_at" if "mix_at" in hypermodel.space else None,
+        best_trial=best.trial_id,
+        title=f"{FLAGS.dataset} ({FLAGS.profile}, ratio {FLAGS.imbalance_ratio:g}): "
+              f"{len(rows)} trials, {FLAGS.tuner} search",
+    )
+    print(f"best trial {best.trial_id}: {tuning.OBJECTIVE} {best.score:.4f}; wrote "
+          + ", ".join(paths.values()))
+    return paths
+
+
+def best_flagfile(config, best, tuner, hypermodel):
+    """run.py's flags (every one, resolved) with the values of `config`."""
+    from kmix import tuning
+
+    searched = ", ".join(f"{name}={best.hyperparameters.values[name]}" for name in hypermodel.space)
+    lines = [
+        f"# Best of {len(tuner.oracle.trials)} trials of {tuner.project_dir} ({FLAGS.tuner} search):",
+        f"# trial {best.trial_id}, {tuning.OBJECTIVE} {best.score:.4f} "
+        f"(mean of {len(hypermodel.seeds)} execution(s), seeds {hypermodel.seeds}).",
+        f"# Searched: {searched}.",
+        f"# python experiments/run.py --flagfile={os.path.join(tuner.project_dir, 'best.cfg')}",
+    ]
+    fields = {field.name for field in dataclasses.fields(config)} - {"seed", "validation"}
+    module_flags = FLAGS.get_flags_for_module(sys.modules[run.define_flags.__module__])
+    for flag in sorted(module_flags, key=lambda f: f.name):
+        if flag.name in fields:
+            value = getattr(config, flag.name)
+            flag = copy.deepcopy(flag)
+            flag.value = list(value) if isinstance(value, tuple) else value
+        line = flag.serialize()
+        if line:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def trials_table(rows, best_trial_id):
+    """A markdown table of the trials, best objective first."""
+    from kmix import tuning
+
+    keys = [key for key in rows[0] if key not in ("trial_id", "status")]
+    lines = ["| rank | trial | " + " | ".join(keys) + " | status |", "|---" * (len(keys) + 3) + "|"]
+    def rank_key(row):  # the best trial first among equal scores
+        score = row[tuning.OBJECTIVE]
+        return (-math.inf if score is None else score, row["trial_id"] == best_trial_id)
+
+    ordered = sorted(rows, key=rank_key, reverse=True)
+    for rank, row in enumerate(ordered, start=1):
+        trial = f"**{row['trial_id']}**" if row["trial_id"] == best_trial_id else row["trial_id"]
+        cells = [_cell(row[key]) for key in keys]
+        lines.append(f"| {rank} | {trial} | " + " | ".join(cells) + f" | {row['status']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]!r}.")
+    check_flags()
+    if FLAGS.deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+    hypermodel = hyper_model_from_flags()
+    search(make_tuner(hypermodel), hypermodel, verbose=FLAGS.verbose)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
