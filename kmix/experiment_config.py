@@ -99,11 +99,11 @@ class ExperimentConfig:
         validation.check_number("major_threshold", self.major_threshold, 0.0, 1.0, low_open=True)
         validation.check_number("learning_rate", self.learning_rate, 0.0, low_open=True)
         validation.check_number("weight_decay", self.weight_decay, 0.0)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("width", self.width, 1)
+        validation.check_int("epochs", self.epochs, 1)
+        validation.check_int("batch_size", self.batch_size, 1)
+        validation.check_int("width", self.width, 1)
         if self.drw_start_epoch is not None:
-            _check_int("drw_start_epoch", self.drw_start_epoch, 0)
+            validation.check_int("drw_start_epoch", self.drw_start_epoch, 0)
             if self.reweight == "none":
                 raise ValueError(
                     "Argument `drw_start_epoch` needs re-weighting to defer: set "
@@ -111,7 +111,7 @@ class ExperimentConfig:
                     f"drw_start_epoch={self.drw_start_epoch}."
                 )
         if self.mix_schedule == "stop":
-            _check_int("mix_stop_epoch", self.mix_stop_epoch, 0)
+            validation.check_int("mix_stop_epoch", self.mix_stop_epoch, 0)
         if self.mix_schedule != "constant" and not self.mix_at:
             raise ValueError(
                 f"Argument `mix_schedule={self.mix_schedule!r}` schedules MajorMix "
@@ -130,11 +130,3 @@ class ExperimentConfig:
     def needs_one_hot_labels(self):
         """Whether training labels must be one-hot (focal loss, MixUp, Remix)."""
         return self.loss == "focal" or self.batch_mixer != "none"
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"Argument `{name}` must be an int >= {minimum}. Received: {name}={value!r}."
-        )
-    return value

@@ -36,6 +36,21 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
     return value
 
 
+def check_int(name, value, minimum):
+    """Checks that `value` is an integer >= `minimum`; returns it as an int.
+
+    Example:
+
+    >>> check_int("epochs", 200, 1)
+    200
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(
+            f"Argument `{name}` must be an int >= {minimum}. Received: {name}={value!r}."
+        )
+    return int(value)
+
+
 def check_choice(name, value, choices):
     """Checks that `value` is one of `choices` and returns it."""
     if value not in choices:

@@ -131,12 +131,12 @@ class ClassProgress(keras.callbacks.Callback):
         self.feature_layer = feature_layer
         self.gradients = bool(gradients)
         self.clean_data = clean_data
-        self.clean_every = _check_positive_int("clean_every", clean_every)
+        self.clean_every = validation.check_int("clean_every", clean_every, 1)
         self.clean_per_class = (
             None if clean_per_class is None
-            else _check_positive_int("clean_per_class", clean_per_class)
+            else validation.check_int("clean_per_class", clean_per_class, 1)
         )
-        self.clean_batch_size = _check_positive_int("clean_batch_size", clean_batch_size)
+        self.clean_batch_size = validation.check_int("clean_batch_size", clean_batch_size, 1)
         self.output_dir = output_dir
         self.log_dir = log_dir
         self.class_counts = (
@@ -464,9 +464,3 @@ def _find_feature_layer(model, name):
             "`gradients=False`."
         )
     return with_weights[-1]
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"Argument `{name}` must be an int >= 1. Received: {name}={value!r}.")
-    return int(value)

@@ -9,6 +9,7 @@ from kmix.data import profiles
 from kmix.data import sources
 from kmix.data.imbalanced_dataset import ImbalancedDataset
 from kmix.validation import check_choice
+from kmix.validation import check_int
 from kmix.validation import check_number
 
 
@@ -92,9 +93,9 @@ def load(
         "minor_fraction", minor_fraction, 0.0, 1.0, low_open=True, high_open=True
     )
     check_choice("augment", augment, pipeline.AUGMENTATIONS)
-    _check_int("seed", seed, low=0)
-    batch_size = _check_int("batch_size", batch_size, low=1)
-    crop_padding = _check_int("crop_padding", crop_padding, low=0)
+    check_int("seed", seed, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    crop_padding = check_int("crop_padding", crop_padding, 0)
     train_fraction = check_number(
         "train_fraction", train_fraction, 0.0, 1.0, low_open=True
     )
@@ -165,7 +166,7 @@ def _select(labels, available, targets, validation, seed):
     if validation is None:
         return profiles.subsample_indices(labels, targets, seed), None
     if isinstance(validation, numbers.Integral) and not isinstance(validation, bool):
-        held_out = [_check_int("validation", validation, low=1)] * len(targets)
+        held_out = [check_int("validation", validation, 1)] * len(targets)
     else:
         fraction = check_number(
             "validation", validation, 0.0, 1.0, low_open=True, high_open=True
@@ -209,11 +210,3 @@ def _labels_as_keys(profile, class_names):
 
 def _counts(labels, num_classes):
     return [int(count) for count in np.bincount(labels, minlength=num_classes)]
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(
-            f"Argument `{name}` must be an int >= {low}. Received: {name}={value!r}."
-        )
-    return int(value)

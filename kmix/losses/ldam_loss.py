@@ -35,9 +35,11 @@ class LDAMLoss(keras.losses.Loss):
         max_margin: float >= 0, the margin of the rarest class (paper: 0.5).
         scale: float > 0, the logit scale `s`. The paper's 30 assumes
             cosine logits (its classifier normalizes features and weights,
-            so logits lie in [-1, 1]); with a plain `Dense` head, whose
-            logits carry their own scale, a scale near 1 is the sensible
-            choice.
+            so logits lie in [-1, 1]): use `kmix.layers.NormedDense` as the
+            final layer (`classifier="normed"` in `kmix.models`, the default
+            for LDAM in `experiments/run.py`). With a plain `Dense` head,
+            whose logits carry their own scale, a scale near 1 is the
+            sensible choice.
         reduction, name, dtype: as in `keras.losses.Loss`.
 
     Call arguments:

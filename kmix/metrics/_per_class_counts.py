@@ -1,25 +1,15 @@
 """The state shared by kmix's per-class metrics: weighted per-class counts."""
 
-import numbers
-
 import keras
 from keras import ops
 
+from kmix import validation
 from kmix.labels import integer_labels
 
 
 def check_num_classes(num_classes):
     """Checks that `num_classes` is an int >= 1 and returns it."""
-    if (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, numbers.Integral)
-        or num_classes < 1
-    ):
-        raise ValueError(
-            "Argument `num_classes` must be an int >= 1. "
-            f"Received: num_classes={num_classes!r}."
-        )
-    return int(num_classes)
+    return validation.check_int("num_classes", num_classes, 1)
 
 
 def predicted_labels(y_pred):

@@ -56,8 +56,8 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.learning_rate = validation.check_number(
             "learning_rate", learning_rate, 0.0, low_open=True
         )
-        self.steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
-        self.epochs = _check_int("epochs", epochs, 1)
+        self.steps_per_epoch = validation.check_int("steps_per_epoch", steps_per_epoch, 1)
+        self.epochs = validation.check_int("epochs", epochs, 1)
         self.warmup_epochs = (
             None if warmup_epochs is None
             else validation.check_number("warmup_epochs", warmup_epochs, 0.0)
@@ -104,11 +104,3 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
             "decay_epochs": self.decay_epochs,
             "decay_factors": list(self.decay_factors),
         }
-
-
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"Argument `{name}` must be an int >= {minimum}. Received: {name}={value!r}."
-        )
-    return value
