@@ -164,26 +164,36 @@ def _parse(path):
 
 @pytest.mark.slow
 def test_every_config_parses_and_builds_model_and_data(tmp_path):
-    checked = 0
+    # Configs that share data settings share one dataset, and configs that
+    # build the same network share one build: the builds are identical.
+    datasets, models, checked = {}, {}, 0
     for path in _configs():
         if os.path.basename(path).startswith(("base_", "tune_")):
             continue
         with flagsaver.flagsaver():
             seeds, config = _parse(path)
         assert seeds
-        if config.dataset.startswith("cifar"):
-            num_classes = 100 if config.dataset == "cifar100" else 10
-            with tfds.testing.mock_data(num_examples=num_classes * 120, data_dir=str(tmp_path)):
-                data = kmix.experiment.load_data(config)
-        elif os.path.isdir(FASHION_MNIST):
-            data = kmix.experiment.load_data(config)
-        else:
-            continue
-        model = kmix.experiment.build_model(config, data.num_classes, data.input_shape, data.class_counts)
+        data_key = (config.dataset, config.profile, config.imbalance_ratio, config.batch_size)
+        if data_key not in datasets:
+            if config.dataset.startswith("cifar"):
+                num_classes = 100 if config.dataset == "cifar100" else 10
+                with tfds.testing.mock_data(num_examples=num_classes * 120, data_dir=str(tmp_path)):
+                    datasets[data_key] = kmix.experiment.load_data(config)
+            elif os.path.isdir(FASHION_MNIST):
+                datasets[data_key] = kmix.experiment.load_data(config)
+            else:
+                continue
+        data = datasets[data_key]
+        model_key = (config.model, data.num_classes, config.mix_at, config.classifier_head)
+        if model_key not in models:
+            models[model_key] = kmix.experiment.build_model(
+                config, data.num_classes, data.input_shape, data.class_counts)
+        model = models[model_key]
         kmix.experiment.compile_model(model, config, 10, data.class_counts)
         images, labels = next(iter(data.train))
         assert images.shape[1:] == data.input_shape and model.output_shape[-1] == data.num_classes
         assert bool(config.mix_at) == bool(model.major_mix_layers)
+        assert isinstance(model.get_layer("logits"), kmix.layers.NormedDense) == (config.loss == "ldam")
         checked += 1
     assert checked >= 36
 
