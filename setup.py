@@ -38,7 +38,8 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
-        "dev": ["pytest>=8", "mkdocs>=1.6", "mkdocstrings[python]>=0.25"],
+        "dev": ["pytest>=8", "mkdocs>=1.6", "mkdocstrings[python]>=0.25",
+                "pymdown-extensions>=10"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

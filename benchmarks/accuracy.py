@@ -87,6 +87,7 @@ def run_cell(cell, method, epochs, seeds):
     """Runs one (cell, method) with all seeds unless its metrics exist; returns its dir."""
     out = os.path.join(FLAGS.output_dir, cell, method)
     if os.path.exists(os.path.join(out, "metrics.json")):
+        check_same_budget(out, epochs, seeds)
         return out
     extra = method_flags(method, epochs)
     if extra is None:
@@ -105,50 +106,107 @@ def run_cell(cell, method, epochs, seeds):
     return out
 
 
+def class_groups(counts):
+    """Groups of class indices: major/minor on step data, many/medium/few on long tails.
+
+    Step profiles (two distinct counts): the classes with the largest count
+    are major, the others minor. Long tails: the three most frequent classes
+    are "many", the three least frequent "few", the rest "medium" (CIFAR-LT's
+    absolute thresholds of 100 and 20 images put nearly every Fashion-MNIST
+    class in "many").
+    """
+    counts = np.asarray(counts)
+    if len(np.unique(counts)) == 2:
+        return {"major": np.flatnonzero(counts == counts.max()),
+                "minor": np.flatnonzero(counts < counts.max())}
+    order = np.argsort(-counts, kind="stable")
+    return {"many": np.sort(order[:3]), "medium": np.sort(order[3:-3]), "few": np.sort(order[-3:])}
+
+
+def summarize_run(summary):
+    """Mean and std over seeds of balanced accuracy, group accuracies and per-class accuracy."""
+    seeds = [summary["per_seed"][str(s)] for s in summary["seeds"]]
+    groups = class_groups(seeds[0]["class_counts"])
+    values = {"balanced_accuracy": [s["balanced_accuracy"] for s in seeds]}
+    for name, members in groups.items():
+        values[f"{name}_accuracy"] = [float(np.mean(np.asarray(s["per_class_accuracy"])[members]))
+                                      for s in seeds]
+    per_class = np.asarray([s["per_class_accuracy"] for s in seeds])
+    return {
+        "seeds": summary["seeds"],
+        "groups": {name: members.tolist() for name, members in groups.items()},
+        "class_counts": seeds[0]["class_counts"],
+        "mean": {k: float(np.mean(v)) for k, v in values.items()},
+        "std": {k: float(np.std(v)) for k, v in values.items()},
+        "per_seed": values,
+        "per_class_accuracy": per_class.mean(axis=0).tolist(),
+    }
+
+
+def check_same_budget(out, epochs, seeds):
+    """Refuses to reuse a finished run trained with another budget or other seeds."""
+    with open(os.path.join(out, "flags.cfg")) as f:
+        written = {line.strip() for line in f}
+    expected = [f"--epochs={epochs}", f"--seeds={','.join(seeds)}", *FLAGS.extra_flags]
+    missing = [flag for flag in expected if flag not in written]
+    if missing:
+        raise app.UsageError(
+            f"{out} holds a finished run whose flags.cfg lacks {missing}: it was trained with "
+            "another budget. Use another --output_dir, or delete that run to train it again."
+        )
+
+
 def aggregate(finished):
-    """results.json and results.md from the finished runs' metrics.json files."""
+    """results.json and the markdown tables from the finished runs' metrics.json files."""
     results = {}
     for (cell, method), out in finished.items():
         with open(os.path.join(out, "metrics.json")) as f:
-            summary = json.load(f)
-        results.setdefault(cell, {})[method] = {
-            "name": METHODS[method][0], "seeds": summary["seeds"],
-            "mean": summary["mean"], "std": summary["std"],
-        }
-    lines = []
+            results.setdefault(cell, {})[method] = {"name": METHODS[method][0],
+                                                    **summarize_run(json.load(f))}
+    lines = ["### Balanced test accuracy, every cell", "",
+             "| method | " + " | ".join(results) + " |", "|---" * (len(results) + 1) + "|"]
+    best = {cell: max(r["mean"]["balanced_accuracy"] for r in methods.values())
+            for cell, methods in results.items()}
+    for method in METHODS:
+        row = []
+        for cell, methods in results.items():
+            r = methods.get(method)
+            text = "" if r is None else _mean_std(r, "balanced_accuracy")
+            row.append(f"**{text}**" if r and r["mean"]["balanced_accuracy"] == best[cell] else text)
+        if any(row):
+            lines.append(f"| {METHODS[method][0]} | " + " | ".join(row) + " |")
+    lines.append("")
     for cell, methods in results.items():
-        groups = [k for k in next(iter(methods.values()))["mean"]
-                  if k.endswith("_accuracy") and k not in ("balanced_accuracy", "per_class_accuracy")]
+        groups = list(next(iter(methods.values()))["groups"])
         lines += [f"### Fashion-MNIST {cell}", "",
-                  "| method | balanced accuracy | " + " | ".join(g.replace("_", " ") for g in groups) + " |",
+                  "| method | balanced accuracy | " + " | ".join(groups) + " |",
                   "|---" * (len(groups) + 2) + "|"]
-        for method, r in methods.items():
-            cells = [f"{r['mean'][k]:.4f} ± {r['std'][k]:.4f}" for k in ["balanced_accuracy"] + groups]
+        for r in methods.values():
+            cells = [_mean_std(r, k) for k in ["balanced_accuracy"] + [f"{g}_accuracy" for g in groups]]
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
         lines.append("")
     return results, "\n".join(lines)
 
 
-def write_figures(finished):
-    """Per-class accuracy bars per cell and the CE vs CE+MajorMix curves."""
+def _mean_std(result, key):
+    return f"{result['mean'][key]:.4f} ± {result['std'][key]:.4f}"
+
+
+def write_figures(results):
+    """Per-class accuracy bars per cell and the CE vs CE+MajorMix curves (seed 0)."""
     from kmix import plots
 
     paths = []
-    for cell in {c for c, _ in finished}:
-        runs, counts = {}, None
-        for (c, method), out in finished.items():
-            if c != cell:
-                continue
-            with open(os.path.join(out, "metrics.json")) as f:
-                summary = json.load(f)
-            runs[METHODS[method][0]] = summary["mean"]["per_class_accuracy"]
-            counts = summary["per_seed"][str(summary["seeds"][0])]["class_counts"]
+    for cell, methods in results.items():
+        runs = {r["name"]: r["per_class_accuracy"] for r in methods.values()}
+        counts = next(iter(methods.values()))["class_counts"]
         paths.append(plots.plot_accuracy_bars(
             runs, os.path.join(FLAGS.output_dir, f"bars_{cell}.png"), class_counts=counts,
-            title=f"Fashion-MNIST {cell}: per-class test accuracy (mean over seeds)"))
+            title=f"Fashion-MNIST {cell}: per-class test accuracy (mean over seeds)",
+            figsize=(12.0, 4.5)))
         for method in ("ce", "ce_majormix"):
             progress = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
-            if os.path.exists(progress):
+            if method in methods and os.path.exists(progress):
                 name = METHODS[method][0]
                 paths.append(plots.plot_class_accuracy(
                     progress, os.path.join(FLAGS.output_dir, f"curves_{cell}_{method}_train_accuracy.png"),
@@ -173,11 +231,14 @@ def main(argv):
                 finished[(cell, method)] = out
     results, table = aggregate(finished)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
+    settings = {"epochs": FLAGS.epochs, "seeds": FLAGS.seeds, "extra_flags": FLAGS.extra_flags,
+                "base_flagfile": "experiments/configs/base_fashion_mnist.cfg",
+                "methods": {m: method_flags(m, FLAGS.epochs) for m in FLAGS.methods}}
     with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+        json.dump({"settings": settings, "cells": results}, f, indent=2)
     with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
         f.write(table)
-    figures = write_figures(finished)
+    figures = write_figures(results)
     if FLAGS.docs_dir:
         os.makedirs(FLAGS.docs_dir, exist_ok=True)
         for path in [os.path.join(FLAGS.output_dir, n) for n in ("results.md", "results.json")] + figures:

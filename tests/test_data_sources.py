@@ -10,8 +10,7 @@ import tensorflow_datasets as tfds
 
 import kmix
 from kmix.data import sources
-
-FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+from helpers import needs_fashion_mnist
 
 
 def _synthetic(num_classes=4, per_class=30, test_per_class=5, shape=(6, 6, 1), seed=0):
@@ -169,11 +168,7 @@ def test_tfds_source_with_mocked_labels():
     np.testing.assert_array_equal(data.train_indices, expected)
 
 
-@pytest.mark.skipif(
-    not os.path.isdir(FASHION_MNIST_DIR),
-    reason=f"Debian's dataset-fashion-mnist is not installed ({FASHION_MNIST_DIR} "
-    f"is missing): apt-get install dataset-fashion-mnist",
-)
+@needs_fashion_mnist
 def test_real_fashion_mnist_step_100():
     data = kmix.data.load("fashion_mnist", profile="step", imbalance_ratio=100,
                           batch_size=1000, verbose=0)

@@ -11,22 +11,16 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from absl import app
-from absl import flags
 from absl.testing import flagsaver
 
 import kmix
 import run
+from kmix.data.sources import DEBIAN_FASHION_MNIST_DIR
+from helpers import REPO
+from helpers import needs_fashion_mnist
+from helpers import use_flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-needs_fashion_mnist = pytest.mark.skipif(
-    not os.path.isdir(FASHION_MNIST),
-    reason="Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)",
-)
-FLAGS = flags.FLAGS
-run.define_flags()
-if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
+FLAGS = use_flags(run.define_flags)
 
 TINY = dict(
     dataset="fashion_mnist", profile="step", imbalance_ratio=10.0, train_fraction=0.01,
@@ -179,7 +173,7 @@ def test_every_config_parses_and_builds_model_and_data(tmp_path):
                 num_classes = 100 if config.dataset == "cifar100" else 10
                 with tfds.testing.mock_data(num_examples=num_classes * 120, data_dir=str(tmp_path)):
                     datasets[data_key] = kmix.experiment.load_data(config)
-            elif os.path.isdir(FASHION_MNIST):
+            elif os.path.isdir(DEBIAN_FASHION_MNIST_DIR):
                 datasets[data_key] = kmix.experiment.load_data(config)
             else:
                 continue

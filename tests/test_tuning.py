@@ -12,22 +12,16 @@ from unittest import mock
 import keras_tuner
 import pytest
 from absl import app
-from absl import flags
 from absl.testing import flagsaver
 
 import kmix
 import run
 import tune
+from helpers import REPO
+from helpers import needs_fashion_mnist
+from helpers import use_flags
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-needs_fashion_mnist = pytest.mark.skipif(
-    not os.path.isdir("/usr/share/datasets/fashion-mnist"),
-    reason="Debian's dataset-fashion-mnist is not installed",
-)
-FLAGS = flags.FLAGS
-tune.define_flags()
-if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
+FLAGS = use_flags(tune.define_flags)
 
 # A tiny real subset: 120 images of each major class, 1 of each minor class,
 # 10 held-out images per class, one epoch of a 4-channel small CNN.

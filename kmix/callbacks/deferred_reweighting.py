@@ -3,8 +3,6 @@
 import keras
 import numpy as np
 
-from kmix import validation
-
 
 @keras.saving.register_keras_serializable(package="kmix")
 class DeferredReweighting(keras.callbacks.Callback):
