@@ -1,21 +1,27 @@
 r"""The accuracy benchmark: every method on imbalanced Fashion-MNIST, several seeds.
 
-    .venv/bin/python benchmarks/accuracy.py --output_dir=runs/accuracy
+    .venv/bin/python benchmarks/accuracy.py --output_dir=runs/accuracy --docs_dir=docs/benchmark
     .venv/bin/python benchmarks/accuracy.py --cells=step100 --methods=ce,ce_majormix --epochs=10
 
 For each cell (profile x ratio) and method it runs `experiments/run.py` once
 with all seeds, in a subprocess, with the same training budget for every
-method (`--epochs`, the small CNN, SGD with the scaled CIFAR-LT schedule).
-Runs that finished are kept, so the benchmark can be stopped and started
-again. At the end it writes, in `--output_dir`:
+method (`--epochs`, the small CNN, SGD with the scaled CIFAR-LT schedule, and
+`--extra_flags`). Finished runs are kept (and checked to have that budget),
+so the benchmark can be stopped and started again. At the end it writes, in
+`--output_dir`:
 
-    results.md, results.json   mean and std of balanced accuracy and group
-                               accuracy per cell and method
+    results.md, results.json   balanced test accuracy of every method in every
+                               cell, then per cell the mean and std over seeds
+                               of balanced and group accuracy (major/minor,
+                               or many/medium/few: see `class_groups`)
     bars_<cell>.png            per-class test accuracy of every method
-    curves_<cell>_*.png        training accuracy and feature-gradient curves
-                               per class, CE vs CE+MajorMix (seed 0)
+    curves_<cell>_*.png        per-class training accuracy (clean pass) and
+                               feature-gradient curves, CE vs CE + MajorMix
+                               (seed 0): the figures of Ye, Zhan & Chao,
+                               "Procrustean Training for Imbalanced Deep
+                               Learning", ICCV 2021
 
-`--docs_dir` (e.g. docs/results) also receives the tables and figures.
+`--docs_dir` also receives the tables and figures.
 """
 
 import json
@@ -208,9 +214,14 @@ def write_figures(results):
             progress = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
             if method in methods and os.path.exists(progress):
                 name = METHODS[method][0]
+                with open(progress) as f:
+                    recorded = {r["quantity"] for r in json.load(f)["records"]}
+                # Clean accuracy (no mixing, no augmentation) when the run recorded it.
+                quantity, how = (("clean_accuracy", "clean pass") if "clean_accuracy" in recorded
+                                 else ("train_accuracy", "batches as trained"))
                 paths.append(plots.plot_class_accuracy(
                     progress, os.path.join(FLAGS.output_dir, f"curves_{cell}_{method}_train_accuracy.png"),
-                    title=f"{cell}, {name}: training accuracy per class"))
+                    quantity=quantity, title=f"{cell}, {name}: training accuracy per class ({how})"))
                 paths.append(plots.plot_feature_gradients(
                     progress, os.path.join(FLAGS.output_dir, f"curves_{cell}_{method}_feature_gradients.png"),
                     title=f"{cell}, {name}: feature-gradient norm per class"))

@@ -106,7 +106,14 @@ def class_weights(config, class_counts):
 
 
 def training_callbacks(config, class_counts, output_dir, clean_data=None):
-    """Schedules, diagnostics, TensorBoard and resumption for one run."""
+    """Schedules, diagnostics, TensorBoard and resumption for one run.
+
+    With `output_dir` and `config.diagnostics`, `kmix.callbacks.ClassProgress`
+    records per-class progress; given `clean_data` (e.g. an
+    `ImbalancedDataset`'s `train_clean`), it also records the accuracy of a
+    clean pass over up to 100 training images per class every
+    `max(1, config.epochs // 10)` epochs.
+    """
     result = []
     if config.mix_at and config.mix_schedule != "constant":
         result.append(
@@ -239,7 +246,8 @@ def fit_model(model, config, data, output_dir=None, extra_callbacks=(), verbose=
         epochs=epochs or config.epochs,
         initial_epoch=initial_epoch,
         validation_data=validation_data,
-        callbacks=training_callbacks(config, data.class_counts, output_dir) + list(extra_callbacks),
+        callbacks=training_callbacks(config, data.class_counts, output_dir, data.train_clean)
+        + list(extra_callbacks),
         shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
     )
@@ -299,4 +307,6 @@ def write_plots(output_dir, labels, predictions, class_counts, config):
     progress = join("class_progress.json")
     if config.diagnostics and os.path.exists(progress):
         plots.plot_class_accuracy(progress, join("train_accuracy.png"), class_counts=class_counts)
+        plots.plot_class_accuracy(progress, join("clean_accuracy.png"), quantity="clean_accuracy",
+                                  class_counts=class_counts)
         plots.plot_feature_gradients(progress, join("feature_gradients.png"), class_counts=class_counts)

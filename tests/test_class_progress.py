@@ -103,6 +103,20 @@ def test_train_accuracy_sees_the_mixed_batches():
     assert "feature_grad_norm" not in progress_mixed.history
 
 
+
+def test_clean_pass_over_a_dataset_takes_the_same_per_class_sample_as_arrays():
+    x, y = _data()
+    model = _model(learning_rate=0.0)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(7)
+    progress = kmix.callbacks.ClassProgress(clean_data=batches, clean_per_class=3, gradients=False)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[progress])
+    order = np.random.RandomState(0).permutation(len(y))
+    sample = np.sort(np.concatenate([order[y[order] == c][:3] for c in range(4)]))
+    np.testing.assert_allclose(
+        progress.series("clean_accuracy")[1][0],
+        per_class_recall(y[sample], model.predict(x[sample], verbose=0), 4), rtol=1e-6,
+    )
+
 def test_short_fit_writes_files_and_history(tmp_path):
     x, y = _data()
     x_val, y_val = _data(48, seed=1)

@@ -113,6 +113,17 @@ def test_auto_augmentation_by_image_kind():
         pipeline.resolve_augment("mixup", (32, 32, 3))
 
 
+
+def test_clean_training_view_is_the_training_set_in_order_unaugmented():
+    splits = _synthetic()
+    data = kmix.data.load(splits, profile="exp", imbalance_ratio=8, augment="crop_flip",
+                          batch_size=16, verbose=0)
+    for _ in range(2):  # the same every epoch
+        images, labels = _epoch(data.train_clean)
+        np.testing.assert_array_equal(_as_uint8(images), splits["train"][0][data.train_indices])
+        np.testing.assert_array_equal(labels, splits["train"][1][data.train_indices])
+    np.testing.assert_array_equal(np.bincount(labels), data.class_counts)
+
 def test_test_split_is_never_subsampled_shuffled_or_augmented():
     splits = _synthetic(test_per_class=9)
     data = kmix.data.load(splits, profile="exp", imbalance_ratio=40, augment="crop_flip",

@@ -46,10 +46,15 @@ def test_two_seeds_end_to_end_write_consistent_outputs(tmp_path):
     for seed in (0, 1):
         seed_dir = tmp_path / f"seed_{seed}"
         for name in ("metrics.json", "model.keras", "class_progress.csv", "class_progress.json",
-                     "confusion_matrix.png", "train_accuracy.png", "feature_gradients.png"):
+                     "confusion_matrix.png", "train_accuracy.png", "clean_accuracy.png",
+                     "feature_gradients.png"):
             assert (seed_dir / name).stat().st_size > 0, name
         assert glob.glob(str(seed_dir / "logs" / "**" / "events.out.tfevents*"), recursive=True)
         assert not (seed_dir / "backup").exists()  # removed once training finished
+        records = json.loads((seed_dir / "class_progress.json").read_text())["records"]
+        clean = [r for r in records if r["quantity"] == "clean_accuracy"]
+        assert [(r["epoch"], r["class"]) for r in clean] == [(e, c) for e in (1, 2) for c in range(10)]
+        assert all(0.0 <= r["value"] <= 1.0 for r in clean)
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["seeds"] == [0, 1]
     per_seed = [written["per_seed"][s] for s in ("0", "1")]

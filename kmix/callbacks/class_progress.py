@@ -292,11 +292,8 @@ class ClassProgress(keras.callbacks.Callback):
         if isinstance(data, tf.data.Dataset):
             if self.clean_per_class is None:
                 return data
-            xs, ys = [], []
-            for x, y in data.unbatch().as_numpy_iterator():
-                xs.append(x)
-                ys.append(y)
-            data = (np.stack(xs), np.stack(ys))
+            batches = list(data.as_numpy_iterator())
+            data = (np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]))
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(
                 "Argument `clean_data` must be `(x, y)` arrays or a tf.data.Dataset "

@@ -18,6 +18,9 @@ class ImbalancedDataset:
         name: the dataset's name.
         origin: where the images were read from.
         train: the imbalanced training `tf.data.Dataset`.
+        train_clean: the same training images, in `train_indices` order,
+            neither shuffled nor augmented: for measuring accuracy on the
+            training set (e.g. `kmix.callbacks.ClassProgress(clean_data=...)`).
         test: the full test split, never subsampled.
         validation: images held out of the training split, or `None`.
         class_counts: training images per class, a list of ints in label
@@ -44,6 +47,7 @@ class ImbalancedDataset:
     name: str
     origin: str
     train: tf.data.Dataset
+    train_clean: tf.data.Dataset
     test: tf.data.Dataset
     validation: tf.data.Dataset
     class_counts: list

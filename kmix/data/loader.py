@@ -144,6 +144,7 @@ def load(
         train=pipeline.training_dataset(
             train_images, train_labels, batch_size, seed, augment, crop_padding
         ),
+        train_clean=pipeline.evaluation_dataset(train_images, train_labels, batch_size),
         test=pipeline.evaluation_dataset(test_images, source.test.labels, batch_size),
         validation=validation_dataset,
         class_counts=_counts(train_labels, num_classes),
