@@ -194,6 +194,54 @@ def aggregate(finished):
     return results, "\n".join(lines)
 
 
+def progress_table(results):
+    """Markdown: per epoch, group means of seed 0's clean accuracy and feature-gradient norm.
+
+    For every cell with CE and CE + MajorMix runs: the numbers behind the
+    curves, and the ratio of the smallest group's gradient norm to the
+    largest group's (the gap the paper describes).
+    """
+    lines = []
+    for cell, methods in results.items():
+        if "ce" not in methods or "ce_majormix" not in methods:
+            continue
+        groups = methods["ce"]["groups"]
+        first, last = list(groups)[0], list(groups)[-1]
+        header = ["epoch"]
+        columns = []
+        for method in ("ce", "ce_majormix"):
+            path = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
+            with open(path) as f:
+                records = json.load(f)["records"]
+            quantity = ("clean_accuracy" if any(r["quantity"] == "clean_accuracy" for r in records)
+                        else "train_accuracy")
+            for name, q in (("acc", quantity), ("grad", "feature_grad_norm")):
+                means = {}
+                for group, members in groups.items():
+                    for r in records:
+                        if r["quantity"] == q and r["class"] in members:
+                            means.setdefault((r["epoch"], group), []).append(r["value"])
+                columns.append({key: float(np.mean(v)) for key, v in means.items()})
+                header += [f"{methods[method]['name']}: {name} {g}" for g in groups]
+            header.append(f"{methods[method]['name']}: grad {last}/{first}")
+            columns.append(None)
+        epochs = sorted({e for e, _ in columns[1]})
+        lines += [f"### Fashion-MNIST {cell}: seed 0 per epoch, group means of {quantity} (acc) "
+                  "and feature-gradient norm (grad)", "",
+                  "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        for epoch in epochs:
+            row = [str(epoch)]
+            for i, column in enumerate(columns):
+                if column is None:  # the ratio of the gradient column before it
+                    grads = columns[i - 1]
+                    row.append(f"{grads[(epoch, last)] / grads[(epoch, first)]:.2f}")
+                else:
+                    row += [f"{column.get((epoch, g), float('nan')):.3f}" for g in groups]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def _mean_std(result, key):
     return f"{result['mean'][key]:.4f} ± {result['std'][key]:.4f}"
 
@@ -241,6 +289,7 @@ def main(argv):
             if out:
                 finished[(cell, method)] = out
     results, table = aggregate(finished)
+    table += "\n" + progress_table(results)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     settings = {"epochs": FLAGS.epochs, "seeds": FLAGS.seeds, "extra_flags": FLAGS.extra_flags,
                 "base_flagfile": "experiments/configs/base_fashion_mnist.cfg",
