@@ -194,12 +194,25 @@ def aggregate(finished):
     return results, "\n".join(lines)
 
 
+def seed0_progress(cell, method):
+    """Seed 0's ClassProgress history, and its training-accuracy quantity.
+
+    The clean pass (no mixing, no augmentation) when the run recorded it,
+    else the accuracy on the batches as trained.
+    """
+    from kmix.callbacks import class_progress
+
+    path = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
+    history = class_progress.history_from_records(class_progress.read_records(path)[0])
+    return history, "clean_accuracy" if "clean_accuracy" in history else "train_accuracy"
+
+
 def progress_table(results):
-    """Markdown: per epoch, group means of seed 0's clean accuracy and feature-gradient norm.
+    """Markdown: per epoch, group means of seed 0's training accuracy and feature-gradient norm.
 
     For every cell with CE and CE + MajorMix runs: the numbers behind the
-    curves, and the ratio of the smallest group's gradient norm to the
-    largest group's (the gap the paper describes).
+    curves, and the ratio of the last group's gradient norm to the first's
+    (minor/major or few/many: the gap the paper describes).
     """
     lines = []
     for cell, methods in results.items():
@@ -207,37 +220,24 @@ def progress_table(results):
             continue
         groups = methods["ce"]["groups"]
         first, last = list(groups)[0], list(groups)[-1]
-        header = ["epoch"]
-        columns = []
+        header, columns = ["epoch"], []
         for method in ("ce", "ce_majormix"):
-            path = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
-            with open(path) as f:
-                records = json.load(f)["records"]
-            quantity = ("clean_accuracy" if any(r["quantity"] == "clean_accuracy" for r in records)
-                        else "train_accuracy")
-            for name, q in (("acc", quantity), ("grad", "feature_grad_norm")):
-                means = {}
-                for group, members in groups.items():
-                    for r in records:
-                        if r["quantity"] == q and r["class"] in members:
-                            means.setdefault((r["epoch"], group), []).append(r["value"])
-                columns.append({key: float(np.mean(v)) for key, v in means.items()})
-                header += [f"{methods[method]['name']}: {name} {g}" for g in groups]
-            header.append(f"{methods[method]['name']}: grad {last}/{first}")
-            columns.append(None)
-        epochs = sorted({e for e, _ in columns[1]})
-        lines += [f"### Fashion-MNIST {cell}: seed 0 per epoch, group means of {quantity} (acc) "
+            history, accuracy = seed0_progress(cell, method)
+            name = methods[method]["name"]
+            means = {q: {g: np.asarray(history[q]["value"])[:, members].mean(axis=1)
+                         for g, members in groups.items()}
+                     for q in (accuracy, "feature_grad_norm")}
+            grads = means["feature_grad_norm"]
+            header += [f"{name}: acc {g}" for g in groups] + [f"{name}: grad {g}" for g in groups]
+            header.append(f"{name}: grad {last}/{first}")
+            columns += [(v, ".3f") for v in (*means[accuracy].values(), *grads.values())]
+            columns.append((grads[last] / grads[first], ".2f"))
+        epochs = history["feature_grad_norm"]["epoch"]
+        lines += [f"### Fashion-MNIST {cell}: seed 0 per epoch, group means of {accuracy} (acc) "
                   "and feature-gradient norm (grad)", "",
                   "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-        for epoch in epochs:
-            row = [str(epoch)]
-            for i, column in enumerate(columns):
-                if column is None:  # the ratio of the gradient column before it
-                    grads = columns[i - 1]
-                    row.append(f"{grads[(epoch, last)] / grads[(epoch, first)]:.2f}")
-                else:
-                    row += [f"{column.get((epoch, g), float('nan')):.3f}" for g in groups]
-            lines.append("| " + " | ".join(row) + " |")
+        for i, epoch in enumerate(epochs):
+            lines.append(f"| {epoch} | " + " | ".join(format(v[i], f) for v, f in columns) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -262,11 +262,8 @@ def write_figures(results):
             progress = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
             if method in methods and os.path.exists(progress):
                 name = METHODS[method][0]
-                with open(progress) as f:
-                    recorded = {r["quantity"] for r in json.load(f)["records"]}
-                # Clean accuracy (no mixing, no augmentation) when the run recorded it.
-                quantity, how = (("clean_accuracy", "clean pass") if "clean_accuracy" in recorded
-                                 else ("train_accuracy", "batches as trained"))
+                quantity = seed0_progress(cell, method)[1]
+                how = "clean pass" if quantity == "clean_accuracy" else "batches as trained"
                 paths.append(plots.plot_class_accuracy(
                     progress, os.path.join(FLAGS.output_dir, f"curves_{cell}_{method}_train_accuracy.png"),
                     quantity=quantity, title=f"{cell}, {name}: training accuracy per class ({how})"))
