@@ -7,7 +7,7 @@ import keras
 from kmix import validation
 from kmix.layers.major_mix import MajorMix
 
-SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "stop", "linear", "cosine")
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -21,6 +21,8 @@ class MixSchedule(keras.callbacks.Callback):
     assigns, to every `MajorMix` layer of the model (nested models included):
 
     - `schedule="constant"`: `strength`;
+    - `schedule="stop"`: `strength` until `stop_epoch`, then 0 (it needs
+      `stop_epoch`; the same as `"constant"` with `stop_epoch`);
     - `schedule="linear"`: `strength + (final_strength - strength) * t`;
     - `schedule="cosine"`:
       `final_strength + (strength - final_strength) * (1 + cos(pi * t)) / 2`;
@@ -74,6 +76,11 @@ class MixSchedule(keras.callbacks.Callback):
         )
         self.decay_epochs = _check_epoch("decay_epochs", decay_epochs, minimum=1)
         self.stop_epoch = _check_epoch("stop_epoch", stop_epoch, minimum=0)
+        if schedule == "stop" and stop_epoch is None:
+            raise ValueError(
+                "Argument `schedule='stop'` mixes until `stop_epoch`, so it "
+                "needs `stop_epoch` (an int >= 0). Received: stop_epoch=None."
+            )
         self._initial = {}
 
     def strength_at(self, epoch, initial=None, epochs=None):
@@ -94,7 +101,7 @@ class MixSchedule(keras.callbacks.Callback):
                 "MixSchedule needs `strength` (or a layer's own strength) to "
                 "compute a schedule. Received: strength=None."
             )
-        if self.schedule == "constant":
+        if self.schedule in ("constant", "stop"):
             return start
         decay = self.decay_epochs
         if decay is None:

@@ -5,8 +5,9 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from kmix import classes
 from kmix import validation
-from kmix.labels import integer_labels
+from kmix.classes import integer_labels
 from kmix.layers.mixing_context import current_mixing_context
 
 DISTRIBUTIONS = ("uniform", "beta")
@@ -32,6 +33,13 @@ class MajorMix(keras.layers.Layer):
     both `h_i` and `h_j`. In inference (`training=False`) the layer is the
     identity.
 
+    On long tails a hard threshold makes few classes major (with 0.5, two
+    of Fashion-MNIST exp-100's ten). `frequency_gamma=g` replaces it by a
+    graded rule: a row of class `c` is mixed with probability
+    `mix_prob * (n_c / max(n)) ** g`, so the larger a class, the more often
+    its rows are mixed, and no class is returned untouched by rule (kmix's
+    option; `kmix.classes.mixing_probabilities` computes it).
+
     Labels reach the layer through `kmix.MixModel`'s training step, through
     `kmix.mixing_context`, or through the `labels=` call argument. The layer
     works on inputs of any rank with the batch first and any float dtype.
@@ -52,6 +60,9 @@ class MajorMix(keras.layers.Layer):
             overrides `major_threshold` and needs no class counts.
         mix_prob: float in [0, 1], the probability that a major-class row is
             mixed.
+        frequency_gamma: None (default: the threshold rule) or a float
+            >= 0: mix a row of class `c` with probability
+            `mix_prob * (n_c / max(n)) ** frequency_gamma` instead.
         distribution: `"uniform"` (default, XLA-compatible) or `"beta"`.
         alpha: float > 0, the parameter of `Beta(alpha, alpha)`; used only
             with `distribution="beta"`.
@@ -86,6 +97,7 @@ class MajorMix(keras.layers.Layer):
         distribution="uniform",
         alpha=1.0,
         seed=None,
+        frequency_gamma=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -93,8 +105,20 @@ class MajorMix(keras.layers.Layer):
         self.major_threshold = validation.check_number(
             "major_threshold", major_threshold, 0.0, 1.0, low_open=True
         )
-        self.major_classes = _check_major_classes(major_classes)
+        self.major_classes = classes.check_major_classes(major_classes)
         self.mix_prob = validation.check_number("mix_prob", mix_prob, 0.0, 1.0)
+        self.frequency_gamma = (
+            None
+            if frequency_gamma is None
+            else validation.check_number("frequency_gamma", frequency_gamma, 0.0)
+        )
+        if self.frequency_gamma is not None and self.major_classes is not None:
+            raise ValueError(
+                "Arguments `major_classes` and `frequency_gamma` are two rules "
+                "for which rows to mix; give one. Received: "
+                f"major_classes={major_classes!r}, "
+                f"frequency_gamma={frequency_gamma!r}."
+            )
         self.distribution = validation.check_choice(
             "distribution", distribution, DISTRIBUTIONS
         )
@@ -149,7 +173,7 @@ class MajorMix(keras.layers.Layer):
                 "the forward pass, or pass `labels=` to the layer."
             )
         labels = integer_labels(labels)
-        is_major = self._major_mask(labels, class_counts)
+        row_prob = self._row_probabilities(labels, class_counts)
 
         batch_size = tf.shape(inputs)[0]
         seed = self._replica_seed()
@@ -157,11 +181,9 @@ class MajorMix(keras.layers.Layer):
             tf.random.stateless_uniform((batch_size,), seed=seed)
         )
         u = self._draw_u(batch_size, seed + [1, 0])
-        chosen = (
-            tf.random.stateless_uniform((batch_size,), seed=seed + [2, 0])
-            < self.mix_prob
+        mixed_rows = (
+            tf.random.stateless_uniform((batch_size,), seed=seed + [2, 0]) < row_prob
         )
-        mixed_rows = ops.logical_and(is_major, chosen)
 
         lam = 1.0 - ops.cast(self.strength_variable, "float32") * u
         row_shape = [-1] + [1] * (len(inputs.shape) - 1)
@@ -178,16 +200,16 @@ class MajorMix(keras.layers.Layer):
         y = tf.random.stateless_gamma((batch_size,), seed=seed + [3, 0], alpha=self.alpha)
         return x / (x + y)
 
-    def _major_mask(self, labels, class_counts):
-        """A boolean `(batch,)` tensor, True where the label is a major class."""
-        if self.major_classes is not None:
+    def _row_probabilities(self, labels, class_counts):
+        """The float32 `(batch,)` probability that each row is mixed."""
+        if self.major_classes is not None and class_counts is None:
+            # Explicit major classes need no counts.
             major = ops.convert_to_tensor(self.major_classes, "int32")
-            if class_counts is not None:
-                _assert_labels_in_range(labels, len(class_counts))
-            return ops.any(
+            is_major = ops.any(
                 ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(major, 0)),
                 axis=1,
             )
+            return ops.cast(is_major, "float32") * self.mix_prob
         if class_counts is None:
             raise ValueError(
                 f"MajorMix layer '{self.name}' needs the global class counts "
@@ -196,10 +218,15 @@ class MajorMix(keras.layers.Layer):
                 "call), or give the layer explicit `major_classes=[...]`. "
                 "Received: class_counts=None."
             )
-        counts = ops.cast(ops.convert_to_tensor(class_counts), "float32")
-        _assert_labels_in_range(labels, ops.shape(counts)[0])
-        is_major_class = counts >= self.major_threshold * ops.max(counts)
-        return ops.take(is_major_class, labels, axis=0)
+        probabilities = classes.mixing_probabilities(
+            np.asarray(class_counts).tolist(),
+            major_threshold=self.major_threshold,
+            major_classes=self.major_classes,
+            mix_prob=self.mix_prob,
+            frequency_gamma=self.frequency_gamma,
+        )
+        _assert_labels_in_range(labels, len(probabilities))
+        return ops.take(ops.convert_to_tensor(probabilities), labels, axis=0)
 
     def _replica_seed(self):
         """This step's int32 seed pair, offset by the replica id.
@@ -231,27 +258,10 @@ class MajorMix(keras.layers.Layer):
                 "distribution": self.distribution,
                 "alpha": self.alpha,
                 "seed": self.seed,
+                "frequency_gamma": self.frequency_gamma,
             }
         )
         return config
-
-
-def _check_major_classes(major_classes):
-    if major_classes is None:
-        return None
-    try:
-        classes = [c for c in major_classes]
-    except TypeError:
-        classes = None
-    if (
-        not classes
-        or any(isinstance(c, bool) or not isinstance(c, int) or c < 0 for c in classes)
-    ):
-        raise ValueError(
-            "Argument `major_classes` must be None or a non-empty list of "
-            f"non-negative class indices. Received: major_classes={major_classes!r}."
-        )
-    return sorted(set(int(c) for c in classes))
 
 
 def _assert_labels_in_range(labels, num_classes):
