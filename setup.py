@@ -25,14 +25,19 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["kmix", "kmix.*"]),
     python_requires=">=3.10",
     install_requires=[
-        "keras>=3.10",
+        "keras>=3.10,<3.16",  # tested range: kmix/_keras_compat.py TESTED_KERAS
         "numpy>=1.26",
         "absl-py>=2.0",
         "keras-tuner[bayesian]>=1.4.7",
         "tensorflow-datasets>=4.9.4",
+        # kmix never imports it, but tensorflow-datasets does (4.9.10:
+        # `DatasetBuilder.code_path`, read to find a builder's checksums
+        # when it downloads and prepares data) while declaring it only for
+        # Python < 3.9; without it `kmix.data.load` of a tfds dataset that
+        # needs preparing fails with ModuleNotFoundError.
         "importlib_resources",
         "matplotlib>=3.7",
-        "grpcio>=1.60",
+        # keras.callbacks.TensorBoard (written by kmix.experiment) needs it.
         "tensorboard>=2.16",
     ],
     extras_require={

@@ -112,21 +112,21 @@ def run_cell(cell, method, epochs, seeds):
     return out
 
 
-def class_groups(counts):
+def class_groups(counts, major_threshold=0.5):
     """Groups of class indices: major/minor on step data, many/medium/few on long tails.
 
-    Step profiles (two distinct counts): the classes with the largest count
-    are major, the others minor. Long tails: the three most frequent classes
-    are "many", the three least frequent "few", the rest "medium" (CIFAR-LT's
-    absolute thresholds of 100 and 20 images put nearly every Fashion-MNIST
-    class in "many").
+    The groups of `kmix.classes.class_groups(counts, "auto")`, the same as
+    `kmix.metrics.GroupAccuracy.from_class_counts` reports in every run's
+    metrics.json. Step profiles (two distinct counts): major classes by
+    MajorMix's rule (`n_c >= major_threshold * max(n)`), the others minor.
+    Long tails: the classes ranked by count cut into thirds, "many",
+    "medium" and "few" (10 classes: 3 / 4 / 3); CIFAR-LT's absolute
+    thresholds of 100 and 20 images would put nearly every Fashion-MNIST
+    class in "many".
     """
-    counts = np.asarray(counts)
-    if len(np.unique(counts)) == 2:
-        return {"major": np.flatnonzero(counts == counts.max()),
-                "minor": np.flatnonzero(counts < counts.max())}
-    order = np.argsort(-counts, kind="stable")
-    return {"many": np.sort(order[:3]), "medium": np.sort(order[3:-3]), "few": np.sort(order[-3:])}
+    from kmix import classes  # imported on use, as this script's other kmix imports
+
+    return classes.class_groups(counts, scheme="auto", major_threshold=major_threshold)
 
 
 def summarize_run(summary):
@@ -140,7 +140,7 @@ def summarize_run(summary):
     per_class = np.asarray([s["per_class_accuracy"] for s in seeds])
     return {
         "seeds": summary["seeds"],
-        "groups": {name: members.tolist() for name, members in groups.items()},
+        "groups": {name: list(members) for name, members in groups.items()},
         "class_counts": seeds[0]["class_counts"],
         "mean": {k: float(np.mean(v)) for k, v in values.items()},
         "std": {k: float(np.std(v)) for k, v in values.items()},
@@ -200,10 +200,11 @@ def seed0_progress(cell, method):
     The clean pass (no mixing, no augmentation) when the run recorded it,
     else the accuracy on the batches as trained.
     """
-    from kmix.callbacks import class_progress
+    from kmix.records import history_from_records
+    from kmix.records import read_records
 
     path = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
-    history = class_progress.history_from_records(class_progress.read_records(path)[0])
+    history = history_from_records(read_records(path)[0])
     return history, "clean_accuracy" if "clean_accuracy" in history else "train_accuracy"
 
 

@@ -30,25 +30,25 @@ explains every flag.
 """
 
 import csv
-import copy
 import dataclasses
 import math
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-import run
+from kmix.experiment import flags as experiment_flags
+from kmix.tuning import search_space
 
 FLAGS = flags.FLAGS
 TUNERS = ("random", "bayesian", "hyperband")
-SEARCHABLE = ("strength", "major_threshold", "mix_at", "loss", "drw_start_epoch")
+# What kmix.tuning.search_space can search: its ranges and its choices.
+SEARCHABLE = search_space.RANGES + search_space.CHOICES
 
 
 def define_flags():
     """Defines run.py's flags and the tuner's, once."""
-    run.define_flags()
+    experiment_flags.define_flags()
     if "tuner" in FLAGS:
         return
     flags.DEFINE_enum("tuner", "random", TUNERS, "keras-tuner search algorithm.")
@@ -75,16 +75,11 @@ def define_flags():
     )
     flags.DEFINE_list("loss_choices", ["ce", "ldam"], "loss choices.")
     flags.DEFINE_list("drw_start_epoch_range", None, "low,high of drw_start_epoch (needs --reweight).")
-    flags.DEFINE_float(
-        "validation", 200,
-        "Held out of the training split to score trials: an int >= 1 images per class, "
-        "or a fraction in (0, 1) of each class.",
-    )
 
 
 def check_flags():
     """Raises `app.UsageError` for missing flags and bad flag combinations."""
-    seeds = run.check_flags()
+    seeds = experiment_flags.check_flags()
     if FLAGS.max_trials < 1:
         raise app.UsageError(f"--max_trials must be >= 1; got {FLAGS.max_trials}.")
     if not 1 <= FLAGS.executions_per_trial <= len(seeds):
@@ -125,14 +120,7 @@ def search_space_from_flags():
     return space
 
 
-def validation_from_flags():
-    """--validation as `kmix.data.load` takes it: an int per class or a fraction."""
-    value = FLAGS.validation
-    if value >= 1:
-        if value != int(value):
-            raise ValueError(f"--validation >= 1 must be a whole number of images per class; got {value}.")
-        return int(value)
-    return value
+DEFAULT_VALIDATION = 200  # images per class held out to score trials when --validation is unset
 
 
 def hyper_model_from_flags():
@@ -140,7 +128,9 @@ def hyper_model_from_flags():
     from kmix import tuning
 
     seeds = [int(s) for s in FLAGS.seeds][: FLAGS.executions_per_trial]
-    config = dataclasses.replace(run.config_from_flags(seeds[0]), validation=validation_from_flags())
+    config = experiment_flags.config_from_flags(seeds[0])
+    if config.validation is None:
+        config = dataclasses.replace(config, validation=DEFAULT_VALIDATION)
     return tuning.MajorMixHyperModel(config, space=search_space_from_flags(), seeds=seeds)
 
 
@@ -149,6 +139,7 @@ def make_tuner(hypermodel):
     import keras_tuner
 
     from kmix import tuning
+    from kmix.experiment import distribution
 
     common = dict(
         objective=tuning.objective(),
@@ -157,7 +148,7 @@ def make_tuner(hypermodel):
         project_name=FLAGS.project_name,
         overwrite=FLAGS.overwrite and not is_worker(),  # only the chief deletes
         seed=hypermodel.seeds[0],
-        distribution_strategy=run.make_strategy(FLAGS.strategy),
+        distribution_strategy=distribution.make_strategy(FLAGS.strategy),
     )
     if FLAGS.tuner == "hyperband":
         return keras_tuner.Hyperband(
@@ -250,17 +241,9 @@ def best_flagfile(config, best, tuner, hypermodel):
         f"# Searched: {searched}.",
         f"# python experiments/run.py --flagfile={os.path.join(tuner.project_dir, 'best.cfg')}",
     ]
-    fields = {field.name for field in dataclasses.fields(config)} - {"seed", "validation"}
-    module_flags = FLAGS.get_flags_for_module(sys.modules[run.define_flags.__module__])
-    for flag in sorted(module_flags, key=lambda f: f.name):
-        if flag.name in fields:
-            value = getattr(config, flag.name)
-            flag = copy.deepcopy(flag)
-            flag.value = list(value) if isinstance(value, tuple) else value
-        line = flag.serialize()
-        if line:
-            lines.append(line)
-    return "\n".join(lines) + "\n"
+    values = {field.name: getattr(config, field.name) for field in dataclasses.fields(config)
+              if field.name != "seed"}
+    return "\n".join(lines) + "\n" + experiment_flags.resolved_flags(overrides=values)
 
 
 def trials_table(rows, best_trial_id):

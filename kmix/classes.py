@@ -14,7 +14,7 @@ from keras import ops
 
 from kmix import validation
 
-GROUP_SCHEMES = ("auto", "step", "long_tail")
+GROUP_SCHEMES = ("auto", "step", "long_tail", "shots")
 
 
 def integer_labels(labels):
@@ -34,6 +34,34 @@ def integer_labels(labels):
     if len(labels.shape) == 2 and labels.shape[-1] != 1:
         return ops.cast(ops.argmax(labels, axis=-1), "int32")
     return ops.cast(ops.reshape(labels, (-1,)), "int32")
+
+
+def one_hot_labels(labels, num_classes, name="labels"):
+    """Float32 label rows of shape `(batch, num_classes)`.
+
+    Integer labels of shape `(batch,)` or `(batch, 1)` (of any dtype:
+    `keras.losses.Loss` casts labels to float) become one-hot rows through
+    `integer_labels`; one-hot or soft labels of shape `(batch, num_classes)`
+    are returned as float32. `name` is the argument named in the error
+    raised for any other shape.
+
+    Example:
+
+    >>> import kmix
+    >>> kmix.classes.one_hot_labels([2, 0], 3).tolist()
+    [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
+    """
+    labels = ops.convert_to_tensor(labels)
+    shape = tuple(labels.shape)
+    if len(shape) == 2 and shape[-1] == num_classes and num_classes != 1:
+        return ops.cast(labels, "float32")
+    if len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1):
+        return ops.one_hot(integer_labels(labels), num_classes, dtype="float32")
+    raise ValueError(
+        f"Argument `{name}` must hold integer labels of shape (batch,) or "
+        f"(batch, 1), or one-hot / soft labels of shape (batch, {num_classes}). "
+        f"Received: {name} of shape {shape}."
+    )
 
 
 def major_class_mask(class_counts, major_threshold=0.5, major_classes=None):
@@ -108,7 +136,13 @@ def mixing_probabilities(
     return (mix_prob * (counts / counts.max()) ** gamma).astype("float32")
 
 
-def class_groups(class_counts, scheme="auto", major_threshold=0.5):
+def class_groups(
+    class_counts,
+    scheme="auto",
+    major_threshold=0.5,
+    many_threshold=100,
+    few_threshold=20,
+):
     """Named groups of class indices for reporting accuracy.
 
     - `"step"`: `major` (the `major_class_mask` classes) and `minor`.
@@ -117,8 +151,16 @@ def class_groups(class_counts, scheme="auto", major_threshold=0.5):
       many of the smallest) and `medium` (the rest). Thirds of the ranking,
       not CIFAR-LT's absolute 100/20-image thresholds, so that a dataset of
       any size gets three groups (10 classes: 3 / 4 / 3).
+    - `"shots"`: the absolute thresholds of the long-tailed literature
+      (CIFAR-100-LT, ImageNet-LT): `many` when `n_c > many_threshold`
+      (default 100), `few` when `n_c < few_threshold` (default 20),
+      `medium` otherwise. Use it to compare with published many/medium/few
+      numbers; on small datasets most classes fall in one group.
     - `"auto"`: `"step"` when the counts take exactly two distinct values,
       else `"long_tail"` (one value: one `major` group).
+
+    `major_threshold` is read by `"step"` only, `many_threshold` and
+    `few_threshold` by `"shots"` only.
 
     Returns a dict from group name to a sorted list of class indices;
     empty groups are left out.
@@ -128,6 +170,8 @@ def class_groups(class_counts, scheme="auto", major_threshold=0.5):
     >>> import kmix
     >>> kmix.classes.class_groups([5000] * 3 + [50] * 3)
     {'major': [0, 1, 2], 'minor': [3, 4, 5]}
+    >>> kmix.classes.class_groups([500, 120, 80, 30, 10], scheme="shots")
+    {'many': [0, 1], 'medium': [2, 3], 'few': [4]}
     """
     counts = np.asarray(validation.check_class_counts(class_counts))
     validation.check_choice("scheme", scheme, GROUP_SCHEMES)
@@ -136,6 +180,20 @@ def class_groups(class_counts, scheme="auto", major_threshold=0.5):
     if scheme == "step":
         mask = major_class_mask(counts, major_threshold)
         groups = {"major": np.flatnonzero(mask), "minor": np.flatnonzero(~mask)}
+    elif scheme == "shots":
+        many = validation.check_number("many_threshold", many_threshold, 0.0)
+        few = validation.check_number("few_threshold", few_threshold, 0.0)
+        if few > many:
+            raise ValueError(
+                "Argument `few_threshold` must not exceed `many_threshold`. "
+                f"Received: few_threshold={few_threshold!r}, "
+                f"many_threshold={many_threshold!r}."
+            )
+        groups = {
+            "many": np.flatnonzero(counts > many),
+            "medium": np.flatnonzero((counts >= few) & (counts <= many)),
+            "few": np.flatnonzero(counts < few),
+        }
     else:
         order = np.argsort(-counts, kind="stable")
         third = max(1, len(counts) // 3)

@@ -6,10 +6,12 @@ matplotlib's Agg canvas (no display, no pyplot state), so they work on
 headless machines and in threads.
 
 Major classes are drawn in blues and minor classes in oranges/reds, so a
-figure reads without a legend hunt. A class is major when its training count
-is at least `major_threshold` (default 0.5) times the largest count, the rule
-of `kmix.MajorMix`; pass `major_classes` to choose them yourself. Without
-class counts all classes share one neutral palette.
+figure reads without a legend hunt. A class is major by the rule of
+`kmix.MajorMix` (`kmix.classes.major_class_mask`): its training count is at
+least `major_threshold` times the largest count. Every figure function takes
+the run's `major_threshold` (default 0.5, `MajorMix`'s default; pass the
+value the run used) or `major_classes` to choose the classes yourself.
+Without class counts all classes share one neutral palette.
 
 The per-epoch figures (`plot_class_accuracy`, `plot_feature_gradients`) read
 a `kmix.callbacks.ClassProgress` callback, its `history` dict, or the CSV /
@@ -29,6 +31,7 @@ Example:
 import os
 
 import numpy as np
+from keras import ops
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -38,6 +41,7 @@ from matplotlib.ticker import LogLocator
 from matplotlib.ticker import MaxNLocator
 from matplotlib.ticker import NullFormatter
 
+from kmix import classes
 from kmix import validation
 
 _LABELS = {
@@ -50,12 +54,9 @@ _HATCHES = ("", "//", "..", "xx", "\\\\", "oo", "++", "--")
 
 
 def major_classes_of(class_counts, major_threshold=0.5):
-    """Indices of the major classes: `n_c >= major_threshold * max(n)`."""
-    counts = np.asarray(validation.check_class_counts(class_counts))
-    threshold = validation.check_number(
-        "major_threshold", major_threshold, 0.0, 1.0, low_open=True
-    )
-    return [int(c) for c in np.flatnonzero(counts >= threshold * counts.max())]
+    """Indices of the major classes, as `kmix.classes.major_class_mask` finds them."""
+    mask = classes.major_class_mask(class_counts, major_threshold)
+    return [int(c) for c in np.flatnonzero(mask)]
 
 
 def class_colors(num_classes, class_counts=None, major_classes=None,
@@ -85,8 +86,8 @@ def load_progress(progress):
     """Returns `(history, class_counts)` from a `ClassProgress`, its `history`
     dict, or the path of its CSV or JSON file (class counts are None when the
     source does not carry them)."""
-    from kmix.callbacks.class_progress import history_from_records
-    from kmix.callbacks.class_progress import read_records
+    from kmix.records import history_from_records
+    from kmix.records import read_records
 
     if isinstance(progress, (str, os.PathLike)):
         records, counts = read_records(os.fspath(progress))
@@ -104,7 +105,7 @@ def load_progress(progress):
 
 def plot_class_accuracy(progress, path, quantity="train_accuracy", class_counts=None,
                         major_classes=None, grouped=False, title=None,
-                        figsize=(6.4, 4.0), dpi=100):
+                        figsize=(6.4, 4.0), dpi=100, major_threshold=0.5):
     """Per-class (or major/minor grouped) accuracy against epoch.
 
     Args:
@@ -118,24 +119,28 @@ def plot_class_accuracy(progress, path, quantity="train_accuracy", class_counts=
         grouped: draw the mean over major and over minor classes (with their
             range shaded) instead of one line per class.
         title, figsize, dpi: figure options; the PNG is `figsize * dpi` pixels.
+        major_threshold: the run's `MajorMix` threshold: a class is major
+            when `n_c >= major_threshold * max(n)`.
     """
     return _plot_series(progress, path, quantity, class_counts, major_classes,
-                        grouped, title, figsize, dpi, log_y=False)
+                        major_threshold, grouped, title, figsize, dpi, log_y=False)
 
 
 def plot_feature_gradients(progress, path, class_counts=None, major_classes=None,
                            grouped=False, title=None, figsize=(6.4, 4.0), dpi=100,
-                           log_y=True):
+                           log_y=True, major_threshold=0.5):
     """Per-class mean feature-gradient norm against epoch (log scale by default).
 
     Same arguments as `plot_class_accuracy`; `log_y` sets a logarithmic y axis.
     """
     return _plot_series(progress, path, "feature_grad_norm", class_counts,
-                        major_classes, grouped, title, figsize, dpi, log_y=log_y)
+                        major_classes, major_threshold, grouped, title, figsize, dpi,
+                        log_y=log_y)
 
 
 def plot_accuracy_bars(runs, path, class_counts=None, major_classes=None, title=None,
-                       ylabel="test accuracy", figsize=(8.0, 4.0), dpi=100):
+                       ylabel="test accuracy", figsize=(8.0, 4.0), dpi=100,
+                       major_threshold=0.5):
     """Per-class accuracy bars of several runs side by side.
 
     Args:
@@ -145,6 +150,7 @@ def plot_accuracy_bars(runs, path, class_counts=None, major_classes=None, title=
         class_counts: training counts (for the colours and tick labels).
         major_classes: explicit major classes.
         title, ylabel, figsize, dpi: figure options.
+        major_threshold: the run's `MajorMix` threshold (see the module).
 
     Each run has its own hatch and shade; within a run, major-class bars are
     blue and minor-class bars orange/red. The legend names the runs and their
@@ -168,7 +174,8 @@ def plot_accuracy_bars(runs, path, class_counts=None, major_classes=None, title=
     handles = []
     for r, (name, acc) in enumerate(values.items()):
         shade = r / max(len(values) - 1, 1)
-        colors = class_colors(num_classes, class_counts, major_classes, shade=shade)
+        colors = class_colors(num_classes, class_counts, major_classes, major_threshold,
+                              shade=shade)
         hatch = _HATCHES[r % len(_HATCHES)]
         x = np.arange(num_classes) - 0.4 + width * (r + 0.5)
         ax.bar(x, np.nan_to_num(acc), width=width, color=colors, hatch=hatch,
@@ -177,7 +184,8 @@ def plot_accuracy_bars(runs, path, class_counts=None, major_classes=None, title=
                              label=f"{name} (mean {np.nanmean(acc):.3f})"))
     ax.set_xticks(np.arange(num_classes))
     ax.set_xticklabels(_class_tick_labels(num_classes, class_counts))
-    _color_tick_labels(ax.get_xticklabels(), num_classes, class_counts, major_classes)
+    _color_tick_labels(ax.get_xticklabels(), num_classes, class_counts, major_classes,
+                       major_threshold)
     ax.set_xlabel("class (training count)" if class_counts is not None else "class")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.05)
@@ -188,7 +196,7 @@ def plot_accuracy_bars(runs, path, class_counts=None, major_classes=None, title=
 
 def plot_confusion_matrix(y_true, y_pred, path, num_classes=None, class_counts=None,
                           major_classes=None, normalize=True, title=None,
-                          figsize=(6.0, 5.0), dpi=100):
+                          figsize=(6.0, 5.0), dpi=100, major_threshold=0.5):
     """The confusion matrix (rows: true class, columns: predicted class).
 
     Args:
@@ -199,6 +207,7 @@ def plot_confusion_matrix(y_true, y_pred, path, num_classes=None, class_counts=N
         class_counts, major_classes: for the colour of the tick labels.
         normalize: divide each row by its count (recall on the diagonal).
         title, figsize, dpi: figure options.
+        major_threshold: the run's `MajorMix` threshold (see the module).
     """
     matrix = confusion_matrix(y_true, y_pred, num_classes)
     num_classes = matrix.shape[0]
@@ -217,8 +226,8 @@ def plot_confusion_matrix(y_true, y_pred, path, num_classes=None, class_counts=N
     ticks = np.arange(num_classes)
     ax.set_xticks(ticks)
     ax.set_yticks(ticks)
-    _color_tick_labels(ax.get_xticklabels(), num_classes, class_counts, major_classes)
-    _color_tick_labels(ax.get_yticklabels(), num_classes, class_counts, major_classes)
+    for labels in (ax.get_xticklabels(), ax.get_yticklabels()):
+        _color_tick_labels(labels, num_classes, class_counts, major_classes, major_threshold)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title or ("confusion matrix (row-normalized)" if normalize else "confusion matrix"))
@@ -226,16 +235,18 @@ def plot_confusion_matrix(y_true, y_pred, path, num_classes=None, class_counts=N
 
 
 def plot_class_histogram(class_counts, path, major_classes=None, log_y=None, title=None,
-                         figsize=(6.4, 4.0), dpi=100):
+                         figsize=(6.4, 4.0), dpi=100, major_threshold=0.5):
     """Bars of the training-set count of each class.
 
     `class_counts` is a sequence of counts; integer labels can be turned
     into counts with `numpy.bincount`. `log_y` defaults to a log scale when
-    the largest count is over 20 times the smallest positive one.
+    the largest count is over 20 times the smallest positive one. Major
+    classes (by `major_threshold` or `major_classes`, see the module) are
+    blue, and the legend counts both families.
     """
     counts = np.asarray(validation.check_class_counts(class_counts))
     num_classes = len(counts)
-    colors = class_colors(num_classes, counts, major_classes)
+    colors = class_colors(num_classes, counts, major_classes, major_threshold)
     fig, ax = _figure(figsize, dpi)
     ax.bar(np.arange(num_classes), counts, color=colors)
     if log_y is None:
@@ -243,27 +254,30 @@ def plot_class_histogram(class_counts, path, major_classes=None, log_y=None, tit
     if log_y:
         ax.set_yscale("log")
     ax.set_xticks(np.arange(num_classes))
-    _color_tick_labels(ax.get_xticklabels(), num_classes, counts, major_classes)
+    _color_tick_labels(ax.get_xticklabels(), num_classes, counts, major_classes,
+                       major_threshold)
     ax.set_xlabel("class")
     ax.set_ylabel("training examples")
     ratio = counts.max() / max(counts[counts > 0].min(), 1)
     ax.set_title(title or f"training-set class counts (imbalance ratio {ratio:.0f})")
-    ax.legend(handles=_family_handles(counts, major_classes), fontsize="small")
+    ax.legend(handles=_family_handles(counts, major_classes, major_threshold),
+              fontsize="small")
     return _save(fig, path, dpi)
 
 
 def confusion_matrix(y_true, y_pred, num_classes=None):
-    """Integer confusion matrix `(C, C)`, rows true, columns predicted."""
-    labels = np.asarray(y_true)
-    if labels.ndim == 2 and labels.shape[-1] != 1:
-        labels = labels.argmax(axis=-1)
-    labels = labels.reshape(-1).astype("int64")
-    predictions = np.asarray(y_pred)
-    if predictions.ndim >= 2 and predictions.shape[-1] != 1:
-        if num_classes is None:
-            num_classes = predictions.shape[-1]
-        predictions = predictions.argmax(axis=-1)
-    predictions = predictions.reshape(-1).astype("int64")
+    """Integer confusion matrix `(C, C)`, rows true, columns predicted.
+
+    Labels and predictions are read as `kmix.classes.integer_labels` reads
+    them: integer classes `(n,)` / `(n, 1)`, or one-hot labels and scores
+    `(n, C)` (their argmax). `num_classes` defaults to the scores' width,
+    else 1 + the largest class seen.
+    """
+    scores_width = np.shape(y_pred)[-1] if np.ndim(y_pred) == 2 else 1
+    if num_classes is None and scores_width != 1:
+        num_classes = scores_width
+    labels = _numpy_labels(y_true)
+    predictions = _numpy_labels(y_pred)
     if num_classes is None:
         num_classes = int(max(labels.max(initial=0), predictions.max(initial=0))) + 1
     matrix = np.zeros((num_classes, num_classes), "int64")
@@ -273,8 +287,8 @@ def confusion_matrix(y_true, y_pred, num_classes=None):
 
 # ---------------------------------------------------------------- internals
 
-def _plot_series(progress, path, quantity, class_counts, major_classes, grouped,
-                 title, figsize, dpi, log_y):
+def _plot_series(progress, path, quantity, class_counts, major_classes, major_threshold,
+                 grouped, title, figsize, dpi, log_y):
     history, recorded_counts = load_progress(progress)
     if class_counts is None:
         class_counts = recorded_counts
@@ -287,7 +301,7 @@ def _plot_series(progress, path, quantity, class_counts, major_classes, grouped,
     values = np.asarray(history[quantity]["value"], dtype="float64")
     num_classes = values.shape[1]
     fig, ax = _figure(figsize, dpi)
-    majors = _major_set(num_classes, class_counts, major_classes, 0.5)
+    majors = _major_set(num_classes, class_counts, major_classes, major_threshold)
     marker = "o" if len(epochs) <= 20 else None
     if grouped and majors is not None:
         minors = [c for c in range(num_classes) if c not in majors]
@@ -304,7 +318,7 @@ def _plot_series(progress, path, quantity, class_counts, major_classes, grouped,
             ax.fill_between(epochs, low, high, color=color, alpha=0.2)
         ax.legend(fontsize="small")
     else:
-        colors = class_colors(num_classes, class_counts, major_classes)
+        colors = class_colors(num_classes, class_counts, major_classes, major_threshold)
         for c in range(num_classes):
             label = f"class {c}"
             if class_counts is not None:
@@ -329,20 +343,29 @@ def _plot_series(progress, path, quantity, class_counts, major_classes, grouped,
 
 
 def _major_set(num_classes, class_counts, major_classes, major_threshold):
-    if major_classes is not None:
-        return set(int(c) for c in major_classes)
+    """The major classes (a set), or None when neither counts nor classes are given."""
     if class_counts is None:
-        return None
+        if major_classes is None:
+            return None
+        return set(classes.check_major_classes(major_classes))
     if len(class_counts) != num_classes:
         raise ValueError(
             f"Argument `class_counts` must have {num_classes} entries (one per "
             f"class). Received: class_counts={list(class_counts)!r}."
         )
-    return set(major_classes_of(class_counts, major_threshold))
+    mask = classes.major_class_mask(class_counts, major_threshold, major_classes)
+    return set(int(c) for c in np.flatnonzero(mask))
 
 
-def _family_handles(class_counts, major_classes):
-    majors = _major_set(len(class_counts), class_counts, major_classes, 0.5)
+def _numpy_labels(values):
+    """`kmix.classes.integer_labels` of `values`, as an int64 numpy array."""
+    if np.size(values) == 0:
+        return np.zeros((0,), "int64")
+    return np.asarray(ops.convert_to_numpy(classes.integer_labels(values)), "int64")
+
+
+def _family_handles(class_counts, major_classes, major_threshold):
+    majors = _major_set(len(class_counts), class_counts, major_classes, major_threshold)
     return [Patch(color=colormaps["Blues"](0.7), label=f"major ({len(majors)})"),
             Patch(color=colormaps["OrRd"](0.7), label=f"minor ({len(class_counts) - len(majors)})")]
 
@@ -353,8 +376,8 @@ def _class_tick_labels(num_classes, class_counts):
     return [f"{c}\n({class_counts[c]})" for c in range(num_classes)]
 
 
-def _color_tick_labels(labels, num_classes, class_counts, major_classes):
-    majors = _major_set(num_classes, class_counts, major_classes, 0.5)
+def _color_tick_labels(labels, num_classes, class_counts, major_classes, major_threshold):
+    majors = _major_set(num_classes, class_counts, major_classes, major_threshold)
     if majors is None:
         return
     for c, label in enumerate(labels):

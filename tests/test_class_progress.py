@@ -11,11 +11,15 @@ import pytest
 import tensorflow as tf
 
 import kmix
-from kmix.callbacks.class_progress import history_from_records
-from kmix.callbacks.class_progress import per_class_recall
-from kmix.callbacks.class_progress import read_records
+from kmix.classes import per_class_recall as _per_class_recall
+from kmix.records import history_from_records
+from kmix.records import read_records
 
 COUNTS = [60, 60, 6, 6]
+
+
+def per_class_recall(labels, scores, num_classes):
+    return _per_class_recall(labels, np.argmax(scores, axis=-1), num_classes)
 
 
 def _data(n=64, seed=0):
@@ -168,10 +172,123 @@ def test_hooks_are_removed_after_fit():
     model = _model(learning_rate=0.1)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0,
               callbacks=[kmix.callbacks.ClassProgress()])
-    assert "call" not in model.get_layer("logits").__dict__
-    assert getattr(model, "_batch_observers", ()) == ()
+    assert model.batch_observers == ()
+    assert model.feature_probes == ()
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_no_attribute_of_a_layer_or_the_model_is_replaced():
+    x, y = _data()
+    model = _model(learning_rate=0.1)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)  # Keras' own first-fit state
+    layers = [model] + model.layers
+
+    def attributes():
+        return [dict(vars(layer)) for layer in layers]
+
+    before = attributes()
+    replaced = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            for layer in layers:
+                if "call" in vars(layer) or type(layer).call is not before_types[id(layer)]:
+                    replaced.append(layer.name)
+
+    before_types = {id(layer): type(layer).call for layer in layers}
+    progress = kmix.callbacks.ClassProgress()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[progress, Spy()])
+    assert replaced == []
+    assert np.all(progress.series("feature_grad_norm")[1] > 0)
+    after = attributes()
+    for layer, old, new in zip(layers, before, after):
+        assert set(new) == set(old), (layer.name, set(new) ^ set(old))
+        for key, value in old.items():  # fit's retraced functions aside
+            if callable(value) and not key.endswith("_function"):
+                assert new[key] is value, (layer.name, key)
+
+
+def _probed_model(probes=("features",)):
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8,))
+    h = keras.layers.Dense(16, activation="relu", name="hidden")(inputs)
+    for name in probes:
+        h = kmix.layers.FeatureProbe(name=name)(h)
+    h = kmix.MajorMix(strength=0.0, seed=1, name="mix")(h)
+    outputs = keras.layers.Dense(4, name="logits")(h)
+    model = kmix.MixModel(inputs, outputs, class_counts=COUNTS)
+    model.compile(keras.optimizers.SGD(0.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_model_feature_probe_is_read_and_left_without_observers():
+    x, y = _data()
+    model = _probed_model()
+    # The probe sits before MajorMix at strength 0, i.e. on the classifier's input.
+    expected = _reference_norms(model, x, y)
+    progress = kmix.callbacks.ClassProgress()
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[progress])
+    np.testing.assert_allclose(progress.series("feature_grad_norm")[1][0], expected, rtol=1e-5)
+    assert model.get_layer("features").gradient_observers == ()
+    assert model.feature_probes == ()  # nothing was inserted
+
+
+def test_several_probes_need_feature_layer():
+    x, y = _data()
+    model = _probed_model(probes=("first", "second"))
+    with pytest.raises(ValueError, match="feature_layer=<name>"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[kmix.callbacks.ClassProgress()])
+    progress = kmix.callbacks.ClassProgress(feature_layer="second")
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[progress])
+    np.testing.assert_allclose(
+        progress.series("feature_grad_norm")[1][0], _reference_norms(model, x, y), rtol=1e-5
+    )
+
+
+class ProbedNet(kmix.MixModel):
+    def __init__(self, probe=True, **kwargs):
+        super().__init__(class_counts=COUNTS, **kwargs)
+        self.hidden = keras.layers.Dense(16, activation="relu")
+        self.probe = kmix.layers.FeatureProbe() if probe else None
+        self.logits = keras.layers.Dense(4)
+
+    def call(self, inputs, training=False):
+        h = self.hidden(inputs)
+        if self.probe is not None:
+            h = self.probe(h, training=training)
+        return self.logits(h)
+
+
+def test_subclassed_model_with_probe_records_gradients_without_probe_refuses():
+    x, y = _data()
+    keras.utils.set_random_seed(2)
+    model = ProbedNet()
+    model.compile(keras.optimizers.SGD(0.0),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model(x[:1])
+    features = tf.constant(model.hidden(x))
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        losses = keras.losses.sparse_categorical_crossentropy(y, model.logits(features),
+                                                               from_logits=True)
+        total = tf.reduce_sum(losses)
+    norms = np.linalg.norm(tape.gradient(total, features).numpy(), axis=1)
+    progress = kmix.callbacks.ClassProgress()
+    model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0, callbacks=[progress])
+    np.testing.assert_allclose(
+        progress.series("feature_grad_norm")[1][0],
+        [norms[y == c].mean() for c in range(4)], rtol=1e-5,
+    )
+    plain = ProbedNet(probe=False)
+    plain.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain(x[:1])
+    with pytest.raises(TypeError, match="gradients=False"):
+        plain.fit(x, y, epochs=1, verbose=0, callbacks=[kmix.callbacks.ClassProgress()])
+    progress = kmix.callbacks.ClassProgress(gradients=False)
+    plain.fit(x, y, batch_size=64, epochs=1, verbose=0, callbacks=[progress])
+    assert progress.series("train_accuracy")[1].shape == (1, 4)
 
 
 def test_feature_layer_by_name_and_errors():

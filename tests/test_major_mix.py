@@ -254,3 +254,40 @@ def test_missing_class_counts_raise():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_frequency_graded_mixes_each_class_at_its_rate():
+    # Class c is mixed with probability (n_c / max n) ** gamma: with counts
+    # 100, 50, 10 and gamma 1, rates 1, 0.5 and 0.1.
+    counts = [100, 50, 10]
+    labels = np.repeat(np.arange(3, dtype="int32"), 4000)
+    h = np.random.RandomState(0).normal(size=(len(labels), 3)).astype("float32")
+    layer = kmix.MajorMix(strength=1.0, frequency_gamma=1.0, seed=3)
+    out = _mix(layer, h, labels=labels, counts=counts)
+    changed = np.any(out != h, axis=1)
+    rates = [changed[labels == c].mean() for c in range(3)]
+    np.testing.assert_allclose(rates, [1.0, 0.5, 0.1], atol=0.03)
+
+
+def test_frequency_gamma_zero_mixes_every_row_and_large_gamma_only_the_largest():
+    h = _features()
+    every = _mix(kmix.MajorMix(strength=1.0, frequency_gamma=0.0, seed=2), h)
+    assert np.sum(np.any(every != h, axis=1)) >= 11  # all but a self-partner
+    largest_only = _mix(kmix.MajorMix(strength=1.0, frequency_gamma=60.0, seed=2), h)
+    others = LABELS != 0
+    assert np.array_equal(largest_only[others], h[others])
+
+
+def test_frequency_gamma_round_trips_and_rejects_bad_values():
+    layer = kmix.MajorMix(frequency_gamma=0.5)
+    assert kmix.MajorMix.from_config(layer.get_config()).frequency_gamma == 0.5
+    with pytest.raises(ValueError, match="frequency_gamma"):
+        kmix.MajorMix(frequency_gamma=-1.0)
+    with pytest.raises(ValueError, match="give one"):
+        kmix.MajorMix(frequency_gamma=1.0, major_classes=[0])
+
+
+def test_major_classes_outside_the_class_range_raise():
+    layer = kmix.MajorMix(major_classes=[99])
+    with pytest.raises(ValueError, match="major_classes"):
+        _mix(layer, _features())

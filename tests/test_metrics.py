@@ -81,6 +81,20 @@ def test_one_hot_labels_and_sample_weights():
     )
 
 
+def test_integer_predictions_and_labels_count_like_scores():
+    y, scores = _batch(9)
+    expected = kmix.classes.per_class_recall(y, scores.argmax(axis=1), NUM_CLASSES)
+    np.testing.assert_allclose(expected, _numpy_recall(y, scores), rtol=1e-12)
+    for labels, predictions in [
+        (y, scores.argmax(axis=1)),  # (batch,) integer predictions
+        (y[:, None], scores.argmax(axis=1)[:, None]),  # (batch, 1)
+        (np.eye(NUM_CLASSES, dtype="float32")[y], scores),  # one-hot labels, scores
+    ]:
+        metric = kmix.metrics.PerClassAccuracy(NUM_CLASSES)
+        metric.update_state(labels, predictions)
+        np.testing.assert_allclose(_values(metric.result()), expected, rtol=1e-6)
+
+
 def test_group_accuracy_step_groups_from_counts():
     metric = kmix.metrics.GroupAccuracy.from_class_counts([500, 400, 5, 5], scheme="step")
     assert metric.groups == {"major": [0, 1], "minor": [2, 3]}
@@ -94,12 +108,22 @@ def test_group_accuracy_step_groups_from_counts():
     np.testing.assert_allclose(result["acc_minor"], recall[2:].mean(), rtol=1e-6)
 
 
-def test_group_accuracy_long_tail_thresholds_and_unseen_group():
+def test_group_accuracy_long_tail_groups_are_thirds_of_the_ranking():
+    # Fashion-MNIST exp-100-like counts: CIFAR-LT's 100/20 thresholds put 8 of 10 in "many".
+    counts = [6000, 3594, 2153, 1290, 773, 463, 277, 166, 99, 60]
+    metric = kmix.metrics.GroupAccuracy.from_class_counts(counts)
+    assert metric.groups == {"many": [0, 1, 2], "medium": [3, 4, 5, 6], "few": [7, 8, 9]}
+    assert metric.groups == kmix.classes.class_groups(counts)
+    shots = kmix.metrics.GroupAccuracy.from_class_counts(counts, scheme="shots")
+    assert shots.groups == {"many": [0, 1, 2, 3, 4, 5, 6, 7], "medium": [8, 9]}
+
+
+def test_group_accuracy_shots_thresholds_and_unseen_group():
     counts = [1000, 300, 100, 50, 20, 19, 3]
-    default = kmix.metrics.GroupAccuracy.from_class_counts(counts)
+    default = kmix.metrics.GroupAccuracy.from_class_counts(counts, scheme="shots")
     assert default.groups == {"many": [0, 1], "medium": [2, 3, 4], "few": [5, 6]}
     custom = kmix.metrics.GroupAccuracy.from_class_counts(
-        counts, scheme="long_tail", many_threshold=60, few_threshold=50
+        counts, scheme="shots", many_threshold=60, few_threshold=50
     )
     assert custom.groups == {"many": [0, 1, 2], "medium": [3], "few": [4, 5, 6]}
     custom.update_state([0, 1, 3], np.eye(7, dtype="float32")[[0, 0, 3]])
@@ -184,7 +208,7 @@ def test_argument_errors_name_the_argument():
         kmix.metrics.GroupAccuracy.from_class_counts([5, 1], scheme="steps")
     with pytest.raises(ValueError, match="few_threshold"):
         kmix.metrics.GroupAccuracy.from_class_counts(
-            [5, 1, 3], scheme="long_tail", many_threshold=2, few_threshold=3
+            [5, 1, 3], scheme="shots", many_threshold=2, few_threshold=3
         )
 
 

@@ -148,6 +148,105 @@ def test_keras_file_round_trip_predicts_identically(tmp_path):
     restored.fit(x, y, epochs=1, verbose=0)  # still trains with mixing
 
 
+def test_keras_file_records_public_class_name_and_loads_clearly_without_kmix(tmp_path):
+    model = _model()
+    path = tmp_path / "model.keras"
+    model.save(path)
+    assert type(model).__name__ == "MixModel"
+    assert keras.saving.get_registered_name(type(model)) == "kmix>MixModel"
+    registry = keras.saving.get_custom_objects()  # the live global registry
+    saved = registry.pop("kmix>MixModel")
+    try:  # as if kmix had not been imported
+        with pytest.raises(TypeError, match="Could not locate class 'MixModel'"):
+            keras.saving.load_model(path)
+    finally:
+        registry["kmix>MixModel"] = saved
+    assert type(keras.saving.load_model(path)) is type(model)
+
+
+def test_functional_use_leaves_mix_model_class_hierarchy_alone():
+    _model()
+    assert kmix.MixModel.__bases__ == (keras.Model,)
+    model = SubclassedMixModel(COUNTS)  # still builds by subclassing afterwards
+    assert np.asarray(model(np.zeros((2, 8), "float32"))).shape == (2, 4)
+
+
+def test_batch_observer_sees_labels_and_predictions_of_every_step():
+    x, y = _data(48)
+    model = _model(strength=0.0, optimizer=keras.optimizers.SGD(0.0))
+    label_sums = {True: keras.Variable(0.0), False: keras.Variable(0.0)}
+    row_counts = {True: keras.Variable(0.0), False: keras.Variable(0.0)}
+
+    def observer(y_true, y_pred, sample_weight, training):
+        assert sample_weight is None and y_pred.shape[-1] == 4
+        label_sums[training].assign_add(keras.ops.sum(keras.ops.cast(y_true, "float32")))
+        row_counts[training].assign_add(keras.ops.cast(keras.ops.shape(y_pred)[0], "float32"))
+
+    model.add_batch_observer(observer)
+    assert model.batch_observers == (observer,)
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x[:32], y[:32]))
+    assert float(label_sums[True].numpy()) == 2 * float(y.sum())
+    assert float(row_counts[True].numpy()) == 2 * 48
+    assert float(label_sums[False].numpy()) == 2 * float(y[:32].sum())
+    assert float(row_counts[False].numpy()) == 2 * 32
+    model.remove_batch_observer(observer)
+    assert model.batch_observers == ()
+    with pytest.raises(ValueError, match="observer="):
+        model.remove_batch_observer(observer)
+    with pytest.raises(TypeError, match="observer=3"):
+        model.add_batch_observer(3)
+
+
+def test_inserted_feature_probe_sees_loss_gradient_and_changes_nothing_else():
+    x, y = _data(32)
+    model = _model(strength=0.0, optimizer=keras.optimizers.SGD(0.0))
+    config = model.get_config()
+    before = model.predict(x, verbose=0)
+    probe = model.insert_feature_probe("logits")
+    assert isinstance(probe, kmix.layers.FeatureProbe)
+    assert model.feature_probes == (probe,)
+    assert model.get_config() == config and probe not in model.layers
+    gradient_sums = keras.Variable(np.zeros(4, "float32"))
+
+    def observer(gradient, labels):
+        norms = keras.ops.sqrt(keras.ops.sum(keras.ops.square(gradient), axis=1))
+        gradient_sums.assign_add(
+            keras.ops.sum(keras.ops.one_hot(labels, 4) * norms[:, None], axis=0)
+        )
+
+    probe.add_gradient_observer(observer)
+    model.make_train_function(force=True)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+    # Reference: d(mean loss)/d(features) with a GradientTape.
+    features = tf.constant(keras.Model(model.input, model.get_layer("mix").output)(x))
+    logits = model.get_layer("logits")
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
+            y, logits(features), from_logits=True))
+    norms = np.linalg.norm(tape.gradient(loss, features).numpy(), axis=1)
+    expected = [norms[y == c].sum() for c in range(4)]
+    np.testing.assert_allclose(gradient_sums.numpy(), expected, rtol=1e-5)
+    model.remove_feature_probe(probe)
+    assert model.feature_probes == ()
+    with pytest.raises(ValueError, match="probe="):
+        model.remove_feature_probe(probe)
+    with pytest.raises(ValueError, match="layer='nope'"):
+        model.insert_feature_probe("nope")
+
+
+def test_insert_feature_probe_refuses_subclassed_models_and_nested_sequential_layers():
+    with pytest.raises(TypeError, match="FeatureProbe"):
+        SubclassedMixModel(COUNTS).insert_feature_probe("dense")
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="inner_dense")])
+    inputs = keras.Input((8,))
+    model = kmix.MixModel(inputs, keras.layers.Dense(4)(inner(inputs)), class_counts=COUNTS)
+    with pytest.raises(ValueError, match="layer='inner_dense'"):
+        model.insert_feature_probe("inner_dense")
+    assert model.feature_probes == ()
+
+
 def test_get_config_round_trip():
     model = _model()
     clone = kmix.MixModel.from_config(model.get_config())

@@ -97,6 +97,58 @@ def test_colours_split_major_and_minor_families():
     assert kmix.plots.major_classes_of([100, 60, 40]) == [0, 1]
 
 
+def _is_blue(colors):
+    return [c[2] > c[0] for c in colors]
+
+
+def test_colours_follow_the_runs_major_threshold_or_explicit_classes():
+    counts = [100, 60, 40, 10]
+    assert kmix.plots.major_classes_of(counts, major_threshold=0.3) == [0, 1, 2]
+    assert _is_blue(kmix.plots.class_colors(4, counts)) == [True, True, False, False]
+    assert _is_blue(kmix.plots.class_colors(4, counts, major_threshold=0.3)) == [
+        True, True, True, False]
+    assert _is_blue(kmix.plots.class_colors(4, counts, major_threshold=1.0)) == [
+        True, False, False, False]
+    assert _is_blue(kmix.plots.class_colors(4, counts, major_classes=[3])) == [
+        False, False, False, True]
+    assert _is_blue(kmix.plots.class_colors(4, major_classes=[1, 2])) == [
+        False, True, True, False]
+    # The histogram's legend counts the families by the same threshold.
+    labels = [h.get_label() for h in kmix.plots._family_handles(counts, None, 0.3)]
+    assert labels == ["major (3)", "minor (1)"]
+    with pytest.raises(ValueError, match="major_threshold"):
+        kmix.plots.class_colors(4, counts, major_threshold=0.0)
+    with pytest.raises(ValueError, match="major_classes"):
+        kmix.plots.class_colors(4, counts, major_classes=[7])
+
+
+def test_every_figure_takes_the_major_threshold(tmp_path):
+    history = _history()
+    kw = {"class_counts": COUNTS, "major_threshold": 0.005}
+    for path in [
+        kmix.plots.plot_class_accuracy(history, tmp_path / "a.png", grouped=True, **kw),
+        kmix.plots.plot_feature_gradients(history, tmp_path / "g.png", **kw),
+        kmix.plots.plot_accuracy_bars({"run": [0.9, 0.8, 0.7, 0.2, 0.1]}, tmp_path / "b.png", **kw),
+        kmix.plots.plot_confusion_matrix([0, 1, 2, 3, 4], [0, 1, 2, 3, 3], tmp_path / "c.png",
+                                         num_classes=5, **kw),
+        kmix.plots.plot_class_histogram(COUNTS, tmp_path / "h.png", major_threshold=0.005),
+    ]:
+        assert _png_size(path)[0] > 0
+
+
+def test_confusion_matrix_reads_labels_as_kmix_classes_does():
+    y = np.array([0, 2, 2, 1])
+    predictions = np.array([0, 2, 1, 1])
+    expected = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 1]])
+    np.testing.assert_array_equal(kmix.plots.confusion_matrix(y, predictions), expected)
+    np.testing.assert_array_equal(
+        kmix.plots.confusion_matrix(y[:, None], predictions[:, None]), expected)
+    np.testing.assert_array_equal(
+        kmix.plots.confusion_matrix(np.eye(3)[y], np.eye(3)[predictions] * 0.9), expected)
+    # Scores fix the number of classes even when the last class is never seen.
+    assert kmix.plots.confusion_matrix([0, 1], np.eye(4)[[0, 1]]).shape == (4, 4)
+
+
 if __name__ == "__main__":
     import sys, pytest
     sys.exit(pytest.main([__file__, "-q"]))

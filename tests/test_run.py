@@ -14,13 +14,14 @@ from absl import app
 from absl.testing import flagsaver
 
 import kmix
-import run
+from kmix import experiment
+from kmix.experiment import flags as experiment_flags
 from kmix.data.sources import DEBIAN_FASHION_MNIST_DIR
 from helpers import REPO
 from helpers import needs_fashion_mnist
 from helpers import use_flags
 
-FLAGS = use_flags(run.define_flags)
+FLAGS = use_flags(experiment_flags.define_flags)
 
 TINY = dict(
     dataset="fashion_mnist", profile="step", imbalance_ratio=10.0, train_fraction=0.01,
@@ -31,10 +32,10 @@ TINY = dict(
 
 def _run(output_dir, **overrides):
     with flagsaver.flagsaver(**{**TINY, "output_dir": str(output_dir), **overrides}):
-        seeds = run.check_flags()
-        return run.run_experiment(
-            [run.config_from_flags(s) for s in seeds], str(output_dir),
-            flags_text=run.resolved_flags(), verbose=0,
+        seeds = experiment_flags.check_flags()
+        return experiment.run_seeds(
+            [experiment_flags.config_from_flags(s) for s in seeds], str(output_dir),
+            flags_text=experiment_flags.resolved_flags(), verbose=0,
         )
 
 
@@ -83,7 +84,7 @@ def test_flags_cfg_repeats_the_run(tmp_path):
     assert "--strength=0.25" in text and "--mix_at=pool" in text and "--seeds=3" in text
     with flagsaver.flagsaver():
         FLAGS(["run.py", f"--flagfile={tmp_path / 'first' / 'flags.cfg'}"])
-        config = run.config_from_flags(3)
+        config = experiment_flags.config_from_flags(3)
     assert config.strength == 0.25 and config.mix_at == ("pool",) and config.train_fraction == 0.01
 
 
@@ -92,22 +93,22 @@ def test_finished_seeds_are_not_rerun_and_interrupted_seed_resumes(tmp_path, mon
     _run(tmp_path, seeds=["0"])
     finished = (tmp_path / "seed_0" / "metrics.json").stat().st_mtime_ns
 
-    from kmix import experiment
+    from kmix.experiment import training
 
-    original = experiment.training_callbacks
+    original = training.training_callbacks
 
     class Interrupt(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             if epoch == 0:
                 raise KeyboardInterrupt("simulated kill after epoch 1")
 
-    monkeypatch.setattr(experiment, "training_callbacks",
+    monkeypatch.setattr(training, "training_callbacks",
                         lambda *a, **k: original(*a, **k) + [Interrupt()])
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, seeds=["0", "1"])
     assert (tmp_path / "seed_1" / "backup").exists()
     assert not (tmp_path / "seed_1" / "metrics.json").exists()
-    monkeypatch.setattr(experiment, "training_callbacks", original)
+    monkeypatch.setattr(training, "training_callbacks", original)
 
     epochs_run = []
 
@@ -115,7 +116,7 @@ def test_finished_seeds_are_not_rerun_and_interrupted_seed_resumes(tmp_path, mon
         def on_epoch_begin(self, epoch, logs=None):
             epochs_run.append(epoch)
 
-    monkeypatch.setattr(experiment, "training_callbacks",
+    monkeypatch.setattr(training, "training_callbacks",
                         lambda *a, **k: original(*a, **k) + [CountEpochs()])
     summary = _run(tmp_path, seeds=["0", "1"])
     assert epochs_run == [1]  # seed 0 skipped, seed 1 resumed at its second epoch
@@ -142,7 +143,7 @@ def test_bad_flag_combinations_raise_usage_error(overrides, message):
     values = {**TINY, "output_dir": "/tmp/unused", **overrides}
     with flagsaver.flagsaver(**values):
         with pytest.raises(app.UsageError, match=message):
-            run.check_flags()
+            experiment_flags.check_flags()
 
 
 def _configs():
@@ -157,8 +158,8 @@ def _parse(path):
         FLAGS(["run.py", f"--flagfile={path}"])
     finally:
         os.chdir(cwd)
-    seeds = run.check_flags()
-    return seeds, run.config_from_flags(seeds[0])
+    seeds = experiment_flags.check_flags()
+    return seeds, experiment_flags.config_from_flags(seeds[0])
 
 
 @pytest.mark.slow
@@ -167,12 +168,13 @@ def test_every_config_parses_and_builds_model_and_data(tmp_path):
     # build the same network share one build: the builds are identical.
     datasets, models, checked = {}, {}, 0
     for path in _configs():
-        if os.path.basename(path).startswith(("base_", "tune_")):
+        if os.path.basename(path).startswith(("base_", "tune_", "study_", "recipe_")):
             continue
         with flagsaver.flagsaver():
             seeds, config = _parse(path)
         assert seeds
-        data_key = (config.dataset, config.profile, config.imbalance_ratio, config.batch_size)
+        data_key = (config.dataset, config.profile, config.imbalance_ratio, config.batch_size,
+                    config.max_per_class, config.validation, config.augment)
         if data_key not in datasets:
             if config.dataset.startswith("cifar"):
                 num_classes = 100 if config.dataset == "cifar100" else 10
@@ -185,10 +187,9 @@ def test_every_config_parses_and_builds_model_and_data(tmp_path):
         data = datasets[data_key]
         model_key = (config.model, data.num_classes, config.mix_at, config.classifier_head)
         if model_key not in models:
-            models[model_key] = kmix.experiment.build_model(
-                config, data.num_classes, data.input_shape, data.class_counts)
+            models[model_key] = kmix.experiment.build_model(config, data)
         model = models[model_key]
-        kmix.experiment.compile_model(model, config, 10, data.class_counts)
+        kmix.experiment.compile_model(model, config, data)
         images, labels = next(iter(data.train))
         assert images.shape[1:] == data.input_shape and model.output_shape[-1] == data.num_classes
         assert bool(config.mix_at) == bool(model.major_mix_layers)
@@ -202,7 +203,7 @@ def test_every_run_config_parses_and_passes_the_flag_checks():
     assert "quickstart.cfg" in names
     for path in _configs():
         name = os.path.basename(path)
-        if name.startswith(("base_", "tune_")):  # included by others / for tune.py
+        if name.startswith(("base_", "tune_", "study_", "recipe_")):  # included by others / for tune.py
             continue
         with flagsaver.flagsaver():
             seeds, config = _parse(path)

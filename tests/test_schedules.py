@@ -231,3 +231,11 @@ if __name__ == "__main__":
     import sys
 
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_mix_schedule_stop_mixes_until_stop_epoch_then_never():
+    stop = kmix.callbacks.MixSchedule("stop", strength=0.5, stop_epoch=2)
+    assert [stop.strength_at(e) for e in range(4)] == [0.5, 0.5, 0.0, 0.0]
+    assert kmix.callbacks.MixSchedule.from_config(stop.get_config()).strength_at(2) == 0.0
+    with pytest.raises(ValueError, match="needs `stop_epoch`"):
+        kmix.callbacks.MixSchedule("stop")

@@ -15,8 +15,8 @@ from absl import app
 from absl.testing import flagsaver
 
 import kmix
-import run
 import tune
+from kmix.experiment import flags as experiment_flags
 from helpers import REPO
 from helpers import needs_fashion_mnist
 from helpers import use_flags
@@ -76,6 +76,16 @@ def test_search_space_from_flags_follows_search_and_range_flags():
         assert tune.search_space_from_flags() == {
             "strength": (0.2, 0.6), "loss": ["ce", "la"], "drw_start_epoch": (3, 9),
         }
+
+
+def test_parse_mix_at_splits_choices_and_the_old_name_warns():
+    assert kmix.tuning.parse_mix_at("stage1+stage2") == ("stage1", "stage2")
+    assert kmix.tuning.parse_mix_at("stem") == ("stem",)
+    assert kmix.tuning.parse_mix_at("none") == ()
+    with pytest.raises(ValueError, match="stage9"):
+        kmix.tuning.parse_mix_at("stage1+stage9")
+    with pytest.warns(DeprecationWarning, match="parse_mix_at"):
+        assert kmix.tuning.mix_points("stage1+stage2") == ("stage1", "stage2")
 
 
 def test_config_for_sets_the_trial_values_and_the_execution_seed():
@@ -210,11 +220,11 @@ def test_best_cfg_makes_run_py_reproduce_the_best_trial_config(resumed_search):
     path = resumed_search["paths"]["best.cfg"]
     with flagsaver.flagsaver():
         FLAGS(["run.py", f"--flagfile={path}"])
-        seeds = run.check_flags()
-        config = run.config_from_flags(seeds[0])
+        seeds = experiment_flags.check_flags()
+        config = experiment_flags.config_from_flags(seeds[0])
     trial_config = hypermodel.config_for(best.hyperparameters)
     assert seeds == [3]
-    assert config == dataclasses.replace(trial_config, validation=None)
+    assert config == trial_config  # the held-out split too: the trial's exact training data
     assert config.train_fraction == 0.02 and config.width == 4 and config.epochs == 1
     assert f"trial {best.trial_id}," in open(path).read()
 

@@ -1,21 +1,28 @@
 """`ClassProgress`: per-class training progress and feature gradients, per epoch."""
 
-import csv
-import json
 import math
-import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kmix import records as records_lib
 from kmix import validation
-from kmix.labels import integer_labels
-from kmix.layers.mixing_context import current_mixing_context
+from kmix._keras_compat import flatten_layers
+from kmix.classes import integer_labels
+from kmix.classes import per_class_recall
+from kmix.layers.feature_probe import FeatureProbe
 from kmix.metrics._per_class_counts import PerClassCounts
+from kmix.models.mix_model import MixModel
+
+# The records' file format lives in `kmix.records`; these names stay
+# importable from here for code written before it moved.
+from kmix.records import COLUMNS  # noqa: F401
+from kmix.records import history_from_records  # noqa: F401
+from kmix.records import read_records  # noqa: F401
+from kmix.records import write_records_csv  # noqa: F401
 
 QUANTITIES = ("train_accuracy", "feature_grad_norm", "clean_accuracy", "val_accuracy")
-COLUMNS = ("epoch", "class", "quantity", "value")
 
 
 class ClassProgress(keras.callbacks.Callback):
@@ -33,10 +40,12 @@ class ClassProgress(keras.callbacks.Callback):
       over the whole epoch (unweighted by sample weights).
     - `feature_grad_norm`: the mean, over the epoch's examples of each class,
       of the L2 norm of the gradient of the example's loss with respect to a
-      feature tensor: by default the input of the model's last layer with
-      weights (the classifier, so the penultimate features), or the input of
-      the layer named `feature_layer`. It is taken from the training step's
-      own backward pass (see below); no second pass is run.
+      feature tensor: the output of the model's `kmix.layers.FeatureProbe`
+      when it has one, else by default the input of the model's last
+      top-level layer with weights (the classifier, so the penultimate
+      features); or, with `feature_layer`, the output of the probe of that
+      name or the input of the layer of that name. It is taken from the
+      training step's own backward pass (see below); no second pass is run.
     - `clean_accuracy` (when `clean_data` is given): accuracy of a clean
       pass (inference mode: no mixing, BatchNorm moving statistics, no
       dropout) over `clean_data`, every `clean_every` epochs. This costs one
@@ -47,30 +56,36 @@ class ClassProgress(keras.callbacks.Callback):
     Epochs are counted from 1 (the value after epoch 1 is recorded at
     `epoch=1`). A class with no examples in an epoch gets NaN for that epoch.
 
-    **How the gradient is captured.** While `fit` runs, the chosen layer's
-    `call` is wrapped so that, inside `MixModel.train_step` (and only there),
-    its input passes through an identity function with a custom gradient
-    (`tf.custom_gradient`). On the backward pass that function receives the
-    gradient `g` of the batch loss with respect to the features; it adds the
-    per-example norms `||g_i|| * global_batch_size / loss_scale` (the
-    gradient of each example's own loss, for the default
-    `"sum_over_batch_size"` reduction, undoing mixed-precision loss scaling
-    and the `1 / num_replicas` of `tf.distribute`) into per-class sums and
-    counts held in non-trainable, sum-aggregated variables, and returns `g`
-    unchanged. The variable updates are stateful ops of the traced training
-    step, so `tf.function`'s automatic control dependencies run them, with
-    and without `jit_compile`. The loss includes `MixModel`'s per-class loss
-    weights and sample weights: the norms are those of the loss that is
-    trained. The gradient only exists when training back-propagates through
-    the feature tensor, i.e. some layer below it is trainable; with a frozen
-    backbone no gradient reaches it and `feature_grad_norm` is NaN.
+    **How the gradient is captured.** Only through public hooks; no layer or
+    model attribute is replaced. While `fit` runs, the callback adds a
+    gradient observer to a `kmix.layers.FeatureProbe`: the model's own
+    probe (the one named `feature_layer`, or its only probe), else a probe
+    that `MixModel.insert_feature_probe` puts on the input of the chosen
+    layer for the training forward pass (functional models; a subclassed
+    model needs a `FeatureProbe` in its `call`). The probe is the identity
+    with a custom gradient inside `MixModel.train_step`. On the backward
+    pass the observer receives the gradient `g` of the batch loss with
+    respect to the features; it adds the per-example norms
+    `||g_i|| * global_batch_size / loss_scale` (the gradient of each
+    example's own loss, for the default `"sum_over_batch_size"` reduction,
+    undoing mixed-precision loss scaling and the `1 / num_replicas` of
+    `tf.distribute`) into per-class sums and counts held in non-trainable,
+    sum-aggregated variables; `g` passes on unchanged. The variable updates
+    are stateful ops of the traced training step, so `tf.function`'s
+    automatic control dependencies run them, with and without
+    `jit_compile`. The loss includes `MixModel`'s per-class loss weights and
+    sample weights: the norms are those of the loss that is trained. The
+    gradient only exists when training back-propagates through the feature
+    tensor, i.e. some layer below it is trainable; with a frozen backbone no
+    gradient reaches it and `feature_grad_norm` is NaN.
 
-    The labels and predictions reach the callback through `MixModel`'s
-    `compute_metrics` (the `_batch_observers` hook), so the model must be a
-    `kmix.MixModel` (a plain model can be wrapped with
+    The labels and predictions reach the callback through
+    `MixModel.add_batch_observer`, so the model must be a `kmix.MixModel` (a
+    plain model can be wrapped with
     `kmix.MixModel.from_model(model, class_counts)`; without `MajorMix`
-    layers it trains exactly like the plain model). Installing and removing
-    the hooks retraces the model's train and test functions once per `fit`.
+    layers it trains exactly like the plain model). Adding and removing the
+    observers and the probe retraces the model's train and test functions
+    once per `fit`.
 
     The series are kept in `history` (`{quantity: {"epoch": [...], "value":
     [[one value per class], ...]}}`, also `series(quantity)` as arrays) and
@@ -78,11 +93,13 @@ class ClassProgress(keras.callbacks.Callback):
     `output_dir`, `class_progress.csv` and `class_progress.json` (the rows,
     plus `class_counts`) are rewritten there after every epoch; with
     `log_dir`, TensorBoard scalars `class_progress/<quantity>/class_<c>` are
-    written at step `epoch`.
+    written at step `epoch`. The file format is `kmix.records`'.
 
     Args:
-        feature_layer: name of the layer whose input is the feature tensor,
-            or None for the last top-level layer with weights.
+        feature_layer: name of a `kmix.layers.FeatureProbe` of the model
+            (its output is the feature tensor) or of another layer (its
+            input is), or None for the model's only `FeatureProbe` or, when
+            it has none, the last top-level layer with weights.
         gradients: whether to record `feature_grad_norm`.
         clean_data: optional `(x, y)` arrays or a `tf.data.Dataset` of
             `(x, y)` batches for the clean pass, e.g. the training set.
@@ -147,6 +164,7 @@ class ClassProgress(keras.callbacks.Callback):
         self.records = []
         self._state_model = None
         self._installed = None
+        self._num_replicas = 1
         self._writer = None
         self._clean = None
 
@@ -154,7 +172,7 @@ class ClassProgress(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        if not hasattr(model, "class_counts") or not hasattr(model, "compute_metrics"):
+        if not isinstance(model, MixModel):
             raise TypeError(
                 "ClassProgress needs a `kmix.MixModel` (its training step hands "
                 "the batch labels and predictions to the callback). Received: "
@@ -225,68 +243,91 @@ class ClassProgress(keras.callbacks.Callback):
             self._gradient_sums = PerClassCounts(self.num_classes, name="class_progress_grad")
         self._state_model = model
 
-    def _observe(self, y, y_pred, sample_weight, training):
+    def _observe_batch(self, y, y_pred, sample_weight, training):
+        """`MixModel` batch observer: per-class accuracy of train/test steps."""
         if y is None:
             return
         y_pred = tf.nest.flatten(y_pred)[0]
         y = tf.nest.flatten(y)[0]
         (self._train_counts if training else self._val_counts).update_state(y, y_pred)
 
+    def _observe_gradient(self, gradient, labels):
+        """`FeatureProbe` gradient observer: per-class sums of per-example norms."""
+        flat = tf.reshape(tf.cast(gradient, tf.float32), [tf.shape(gradient)[0], -1])
+        scale = tf.cast(tf.shape(gradient)[0] * self._num_replicas, tf.float32)
+        optimizer = self.model.optimizer
+        if optimizer is not None:
+            scale = scale / tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+        norms = tf.norm(flat, axis=1) * scale
+        one_hot = tf.one_hot(labels, self.num_classes, dtype=tf.float32)
+        sums = self._gradient_sums
+        sums.correct.assign_add(tf.linalg.matvec(one_hot, norms, transpose_a=True))
+        sums.total.assign_add(tf.reduce_sum(one_hot, axis=0))
+
     def _install(self, model):
         self._uninstall()
-        layer = None
+        probe, inserted = None, False
         if self.gradients:
-            layer = _find_feature_layer(model, self.feature_layer)
-            original_call = layer.call
-            probe = self._probe
-
-            def call(inputs, *args, **kwargs):
-                if current_mixing_context() is not None:
-                    inputs = probe(inputs)
-                return original_call(inputs, *args, **kwargs)
-
-            object.__setattr__(layer, "call", call)
-        object.__setattr__(model, "_batch_observers", (self._observe,))
-        self._installed = (model, layer)
+            probe, inserted = self._feature_probe(model)
+            self._num_replicas = model.distribute_strategy.num_replicas_in_sync
+            probe.add_gradient_observer(self._observe_gradient)
+        model.add_batch_observer(self._observe_batch)
+        self._installed = (model, probe, inserted)
         model.make_train_function(force=True)
         model.make_test_function(force=True)
 
     def _uninstall(self):
         if self._installed is None:
             return
-        model, layer = self._installed
-        if layer is not None and "call" in layer.__dict__:
-            object.__delattr__(layer, "call")
-        if "_batch_observers" in model.__dict__:
-            object.__delattr__(model, "_batch_observers")
+        model, probe, inserted = self._installed
         self._installed = None
+        model.remove_batch_observer(self._observe_batch)
+        if probe is not None:
+            probe.remove_gradient_observer(self._observe_gradient)
+            if inserted:
+                model.remove_feature_probe(probe)
         model.make_train_function(force=True)
         model.make_test_function(force=True)
 
-    def _probe(self, features):
-        """Identity on `features` whose gradient function records per-class norms."""
-        labels = integer_labels(current_mixing_context()[0])
-        sums = self._gradient_sums
-        num_classes = self.num_classes
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        optimizer = self.model.optimizer
-
-        @tf.custom_gradient
-        def identity(h):
-            def grad(dy):
-                flat = tf.reshape(tf.cast(dy, tf.float32), [tf.shape(dy)[0], -1])
-                scale = tf.cast(tf.shape(dy)[0] * num_replicas, tf.float32)
-                if optimizer is not None:
-                    scale = scale / tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
-                norms = tf.norm(flat, axis=1) * scale
-                one_hot = tf.one_hot(labels, num_classes, dtype=tf.float32)
-                sums.correct.assign_add(tf.linalg.matvec(one_hot, norms, transpose_a=True))
-                sums.total.assign_add(tf.reduce_sum(one_hot, axis=0))
-                return dy
-
-            return tf.identity(h), grad
-
-        return identity(features)
+    def _feature_probe(self, model):
+        """Returns `(probe, inserted)`: the `FeatureProbe` to observe."""
+        layers = flatten_layers(model, include_self=False)
+        if self.feature_layer is not None:
+            named = [layer for layer in layers if layer.name == self.feature_layer]
+            if not named:
+                raise ValueError(
+                    "Argument `feature_layer` must name a layer of the model. "
+                    f"Received: feature_layer={self.feature_layer!r}; the model's "
+                    f"layers are {[layer.name for layer in model.layers]}."
+                )
+            layer = named[0]
+            if isinstance(layer, FeatureProbe):
+                return layer, False
+        else:
+            probes = [layer for layer in layers if isinstance(layer, FeatureProbe)]
+            if len(probes) > 1:
+                raise ValueError(
+                    f"Model {model.name!r} has several `FeatureProbe` layers "
+                    f"({[probe.name for probe in probes]}); pass "
+                    "`feature_layer=<name>` to say which one ClassProgress reads."
+                )
+            if probes:
+                return probes[0], False
+            with_weights = [layer for layer in model.layers if layer.weights]
+            if not with_weights:
+                raise ValueError(
+                    f"Model {model.name!r} has no layer with weights, so "
+                    "ClassProgress cannot find its classifier. Pass "
+                    "`feature_layer=<layer name>` or `gradients=False`."
+                )
+            layer = with_weights[-1]
+        try:
+            return model.insert_feature_probe(layer), True
+        except TypeError as error:
+            raise TypeError(
+                f"ClassProgress cannot measure feature gradients of model "
+                f"{model.name!r}: {error} Or pass `gradients=False`."
+            ) from error
 
     def _prepare_clean_data(self, data):
         if isinstance(data, tf.data.Dataset):
@@ -301,7 +342,7 @@ class ClassProgress(keras.callbacks.Callback):
             )
         x, y = np.asarray(data[0]), np.asarray(data[1])
         if self.clean_per_class is not None:
-            labels = _numpy_labels(y)
+            labels = keras.ops.convert_to_numpy(integer_labels(y))
             order = np.random.RandomState(self.seed).permutation(len(labels))
             keep = np.concatenate([
                 order[labels[order] == c][: self.clean_per_class]
@@ -321,16 +362,17 @@ class ClassProgress(keras.callbacks.Callback):
         else:
             x, labels = self._clean
             predictions = self.model.predict(x, batch_size=self.clean_batch_size, verbose=0)
-        return per_class_recall(labels, predictions, self.num_classes)
+        return per_class_recall(
+            keras.ops.convert_to_numpy(integer_labels(labels)),
+            keras.ops.convert_to_numpy(integer_labels(predictions)),
+            self.num_classes,
+        )
 
     def _record(self, epoch, quantity, values):
         entry = self.history.setdefault(quantity, {"epoch": [], "value": []})
         entry["epoch"].append(epoch)
         entry["value"].append([float(v) for v in values])
-        for c, v in enumerate(values):
-            self.records.append(
-                {"epoch": epoch, "class": c, "quantity": quantity, "value": float(v)}
-            )
+        self.records.extend(records_lib.rows_for_epoch(epoch, quantity, values))
 
     def _write(self, epoch, recorded):
         if self._writer is not None:
@@ -342,122 +384,11 @@ class ClassProgress(keras.callbacks.Callback):
                                 f"class_progress/{quantity}/class_{c}", float(v), step=epoch
                             )
         if self.output_dir is not None:
-            os.makedirs(self.output_dir, exist_ok=True)
-            write_records_csv(self.records, os.path.join(self.output_dir, "class_progress.csv"))
-            path = os.path.join(self.output_dir, "class_progress.json")
-            with open(path, "w") as f:
-                json.dump(
-                    {
-                        "class_counts": self.class_counts,
-                        "columns": list(COLUMNS),
-                        "records": [
-                            dict(r, value=None if math.isnan(r["value"]) else r["value"])
-                            for r in self.records
-                        ],
-                    },
-                    f,
-                )
-
-
-def per_class_recall(labels, predictions, num_classes):
-    """Numpy per-class recall; NaN for classes without examples.
-
-    `labels`: integer `(n,)`/`(n, 1)` or one-hot `(n, C)`; `predictions`:
-    scores `(n, C)` or integer classes `(n,)`.
-    """
-    labels = _numpy_labels(labels)
-    predictions = np.asarray(predictions)
-    if predictions.ndim >= 2 and predictions.shape[-1] != 1:
-        predictions = predictions.argmax(axis=-1)
-    predictions = predictions.reshape(-1)
-    total = np.bincount(labels, minlength=num_classes)[:num_classes].astype("float64")
-    correct = np.bincount(
-        labels[predictions == labels], minlength=num_classes
-    )[:num_classes].astype("float64")
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
-
-
-def write_records_csv(records, path):
-    """Writes tidy rows (`epoch, class, quantity, value`) to a CSV file."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(records)
-    return path
-
-
-def read_records(path):
-    """Reads the rows written by `ClassProgress` (CSV or JSON).
-
-    Returns `(records, class_counts)`; `class_counts` is None for a CSV.
-    """
-    if str(path).endswith(".json"):
-        with open(path) as f:
-            content = json.load(f)
-        records = [
-            dict(r, value=float("nan") if r["value"] is None else float(r["value"]))
-            for r in content["records"]
-        ]
-        return records, content.get("class_counts")
-    with open(path, newline="") as f:
-        records = [
-            {
-                "epoch": int(row["epoch"]),
-                "class": int(row["class"]),
-                "quantity": row["quantity"],
-                "value": float(row["value"]),
-            }
-            for row in csv.DictReader(f)
-        ]
-    return records, None
-
-
-def history_from_records(records):
-    """Rebuilds `ClassProgress.history` from tidy rows."""
-    table = {}
-    for r in records:
-        table.setdefault(r["quantity"], {}).setdefault(r["epoch"], {})[r["class"]] = r["value"]
-    history = {}
-    for quantity, by_epoch in table.items():
-        num_classes = 1 + max(c for row in by_epoch.values() for c in row)
-        epochs = sorted(by_epoch)
-        history[quantity] = {
-            "epoch": epochs,
-            "value": [
-                [by_epoch[e].get(c, float("nan")) for c in range(num_classes)]
-                for e in epochs
-            ],
-        }
-    return history
+            records_lib.write_records(self.records, self.output_dir, self.class_counts)
 
 
 def _recall(counts):
-    return np.asarray(counts.recall(), dtype="float64")
-
-
-def _numpy_labels(labels):
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[-1] != 1:
-        return labels.argmax(axis=-1).astype("int64")
-    return labels.reshape(-1).astype("int64")
-
-
-def _find_feature_layer(model, name):
-    if name is not None:
-        for layer in model._flatten_layers(include_self=False):
-            if layer.name == name:
-                return layer
-        raise ValueError(
-            f"Argument `feature_layer` must name a layer of the model. Received: "
-            f"feature_layer={name!r}; the model's layers are "
-            f"{[layer.name for layer in model.layers]}."
-        )
-    with_weights = [layer for layer in model.layers if layer.weights]
-    if not with_weights:
-        raise ValueError(
-            f"Model {model.name!r} has no layer with weights, so ClassProgress "
-            "cannot find its classifier. Pass `feature_layer=<layer name>` or "
-            "`gradients=False`."
-        )
-    return with_weights[-1]
+    """A `PerClassCounts`' recall as float64 numpy, NaN for unseen classes."""
+    recall, seen = counts.seen_recall()
+    recall, seen = np.asarray(recall, "float64"), np.asarray(seen)
+    return np.where(seen > 0, recall, np.nan)

@@ -25,14 +25,14 @@ class DeferredReweighting(keras.callbacks.Callback):
 
     Args:
         weights: one non-negative weight per class, e.g.
-            `kmix.weights.class_balanced(counts)`.
+            `kmix.class_weights.class_balanced(counts)`.
         start_epoch: int >= 0, the first (0-based) epoch that uses `weights`.
 
     Example:
 
     >>> counts = [5000, 500, 50]
     >>> drw = kmix.callbacks.DeferredReweighting(
-    ...     kmix.weights.class_balanced(counts, beta=0.9999), start_epoch=160)
+    ...     kmix.class_weights.class_balanced(counts, beta=0.9999), start_epoch=160)
     >>> model = kmix.MixModel(inputs, outputs, class_counts=counts)
     >>> model.compile("sgd", kmix.losses.LDAMLoss(counts))   # LDAM-DRW
     >>> model.fit(ds, epochs=200, callbacks=[drw])

@@ -118,8 +118,10 @@ class MixSchedule(keras.callbacks.Callback):
     def _layers(self):
         layers = getattr(self.model, "major_mix_layers", None)
         if layers is None:
+            from kmix._keras_compat import flatten_layers
+
             layers = [
-                layer for layer in self.model._flatten_layers()
+                layer for layer in flatten_layers(self.model)
                 if isinstance(layer, MajorMix)
             ]
         if not layers:

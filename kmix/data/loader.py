@@ -25,6 +25,7 @@ def load(
     crop_padding=4,
     validation=None,
     train_fraction=1.0,
+    max_per_class=None,
     class_names=None,
     data_dir=None,
     download=True,
@@ -70,6 +71,11 @@ def load(
         train_fraction: float in (0, 1], keeps this fraction of each class's
             training count (at least one image), preserving the profile's
             shape: a tiny real subset for quick experiments and tests.
+        max_per_class: None or an int >= 1, caps the largest class: the
+            profile is computed as if every class had at most this many
+            training images, so `"step"` at ratio 100 with
+            `max_per_class=1000` keeps 1000 images of each major class and
+            10 of each minor one. The selection rule is unchanged.
         class_names: names of the classes, for local data without names.
         data_dir: tensorflow-datasets data directory.
         download: whether tensorflow-datasets may download the dataset.
@@ -99,6 +105,8 @@ def load(
     train_fraction = check_number(
         "train_fraction", train_fraction, 0.0, 1.0, low_open=True
     )
+    if max_per_class is not None:
+        max_per_class = check_int("max_per_class", max_per_class, 1)
     source = sources.open_source(name, class_names, data_dir, download, verbose)
     num_classes = len(source.class_names)
     available = np.bincount(source.train.labels, minlength=num_classes)
@@ -111,8 +119,9 @@ def load(
     order = profiles.class_order(num_classes, class_order, seed)
     if isinstance(profile, dict):
         profile = _labels_as_keys(profile, source.class_names)
+    capped = available if max_per_class is None else np.minimum(available, max_per_class)
     targets = profiles.imbalance_counts(
-        available, profile, imbalance_ratio, minor_fraction, order=order
+        capped, profile, imbalance_ratio, minor_fraction, order=order
     )
     targets = [max(1, int(round(count * train_fraction))) for count in targets]
     train_indices, validation_indices = _select(

@@ -6,7 +6,8 @@ import tensorflow as tf
 from keras import ops
 
 from kmix import validation
-from kmix.losses._targets import one_hot_targets
+from kmix.classes import integer_labels
+from kmix.classes import one_hot_labels
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -88,7 +89,7 @@ class Remix(keras.layers.Layer):
         images, labels = _unpack(data)
         if not training:
             return data
-        targets = one_hot_targets(labels, len(self.class_counts), name="labels")
+        targets = one_hot_labels(labels, len(self.class_counts))
         batch_size = ops.shape(targets)[0]
         lam = keras.random.beta(
             (batch_size,), self.alpha, self.alpha, seed=self.seed_generator
@@ -105,14 +106,13 @@ class Remix(keras.layers.Layer):
         on a constructed batch. Returns `{"images": ..., "labels": ...}` with
         one-hot float32 labels.
         """
-        targets = one_hot_targets(labels, len(self.class_counts), name="labels")
+        targets = one_hot_labels(labels, len(self.class_counts))
         images = ops.cast(images, self.compute_dtype)
         lam = ops.cast(ops.reshape(lam, (-1,)), "float32")
         permutation = ops.cast(permutation, "int32")
         partner_targets = ops.take(targets, permutation, axis=0)
-        lam_y = self.label_weights(
-            lam, ops.argmax(targets, axis=-1), ops.argmax(partner_targets, axis=-1)
-        )
+        classes = integer_labels(targets)  # the argmax of one-hot / soft labels
+        lam_y = self.label_weights(lam, classes, ops.take(classes, permutation, axis=0))
         lam_x = ops.reshape(
             ops.cast(lam, images.dtype), [-1] + [1] * (len(images.shape) - 1)
         )
@@ -187,7 +187,7 @@ def mix_batches(dataset, layer, num_classes):
         )
 
     def apply(images, labels):
-        targets = one_hot_targets(labels, num_classes, name="labels")
+        targets = one_hot_labels(labels, num_classes)
         out = layer({"images": images, "labels": targets}, training=True)
         return out["images"], out["labels"]
 

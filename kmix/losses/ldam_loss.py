@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from kmix import validation
-from kmix.losses._targets import one_hot_targets
+from kmix.classes import one_hot_labels
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -76,7 +76,7 @@ class LDAMLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         num_classes = len(self.class_counts)
-        targets = one_hot_targets(y_true, num_classes)
+        targets = one_hot_labels(y_true, num_classes, name="y_true")
         logits = ops.cast(y_pred, "float32")
         margins = ops.convert_to_tensor(self.margins)
         adjusted = self.scale * (logits - targets * margins)

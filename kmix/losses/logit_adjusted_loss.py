@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from kmix import validation
-from kmix.losses._targets import one_hot_targets
+from kmix.classes import one_hot_labels
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -62,7 +62,7 @@ class LogitAdjustedLoss(keras.losses.Loss):
         self.log_prior = np.log(counts / np.sum(self.class_counts)).astype("float32")
 
     def call(self, y_true, y_pred):
-        targets = one_hot_targets(y_true, len(self.class_counts))
+        targets = one_hot_labels(y_true, len(self.class_counts), name="y_true")
         logits = ops.cast(y_pred, "float32")
         adjusted = logits + self.tau * ops.convert_to_tensor(self.log_prior)
         return -ops.sum(targets * ops.log_softmax(adjusted, axis=-1), axis=-1)

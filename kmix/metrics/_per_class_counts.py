@@ -4,25 +4,12 @@ import keras
 from keras import ops
 
 from kmix import validation
-from kmix.labels import integer_labels
+from kmix.classes import integer_labels
 
 
 def check_num_classes(num_classes):
     """Checks that `num_classes` is an int >= 1 and returns it."""
     return validation.check_int("num_classes", num_classes, 1)
-
-
-def predicted_labels(y_pred):
-    """Predicted classes, int32 `(batch,)`, from scores or integer predictions.
-
-    Scores (logits or probabilities) of shape `(batch, num_classes)` become
-    their argmax; integer predictions of shape `(batch,)` or `(batch, 1)` are
-    used as they are.
-    """
-    y_pred = ops.convert_to_tensor(y_pred)
-    if len(y_pred.shape) >= 2 and y_pred.shape[-1] != 1:
-        return ops.cast(ops.argmax(y_pred, axis=-1), "int32")
-    return ops.cast(ops.reshape(y_pred, (-1,)), "int32")
 
 
 class PerClassCounts(keras.metrics.Metric):
@@ -49,8 +36,10 @@ class PerClassCounts(keras.metrics.Metric):
         )
 
     def update_state(self, y_true, y_pred, sample_weight=None):
+        # Labels and predictions follow one rule: integer classes `(batch,)`
+        # or `(batch, 1)`, or scores / one-hot `(batch, C)` and their argmax.
         labels = integer_labels(y_true)
-        predictions = predicted_labels(y_pred)
+        predictions = integer_labels(y_pred)
         one_hot = ops.one_hot(labels, self.num_classes, dtype="float32")
         hit = ops.cast(ops.equal(labels, predictions), "float32")
         if sample_weight is None:
@@ -61,11 +50,22 @@ class PerClassCounts(keras.metrics.Metric):
         self.total.assign_add(ops.sum(one_hot * weight[:, None], axis=0))
         self.correct.assign_add(ops.sum(one_hot * (weight * hit)[:, None], axis=0))
 
-    def recall(self):
-        """Per-class recall, `(num_classes,)` float32; NaN for unseen classes."""
+    def seen_recall(self):
+        """`(recall, seen)`, both `(num_classes,)` float32.
+
+        `seen` is 1.0 for the classes with (weighted) examples so far, else
+        0.0; `recall` is their recall, 0.0 for unseen classes. Every
+        per-class metric of kmix reads its recall here.
+        """
         seen = self.total > 0
         safe_total = ops.where(seen, self.total, ops.ones_like(self.total))
-        return ops.where(seen, self.correct / safe_total, float("nan"))
+        seen = ops.cast(seen, "float32")
+        return seen * self.correct / safe_total, seen
+
+    def recall(self):
+        """Per-class recall, `(num_classes,)` float32; NaN for unseen classes."""
+        recall, seen = self.seen_recall()
+        return ops.where(seen > 0, recall, float("nan"))
 
     def get_config(self):
         return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}

@@ -47,7 +47,5 @@ class BalancedAccuracy(PerClassCounts):
         super().__init__(num_classes, name=name, dtype=dtype)
 
     def result(self):
-        seen = self.total > 0
-        recall = self.correct / ops.where(seen, self.total, ops.ones_like(self.total))
-        seen = ops.cast(seen, "float32")
-        return ops.sum(recall * seen) / ops.maximum(ops.sum(seen), 1.0)
+        recall, seen = self.seen_recall()
+        return ops.sum(recall) / ops.maximum(ops.sum(seen), 1.0)

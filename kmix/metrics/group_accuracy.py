@@ -5,11 +5,11 @@ import numpy as np
 import keras
 from keras import ops
 
-from kmix import validation
+from kmix import classes
 from kmix.metrics._per_class_counts import PerClassCounts
 from kmix.metrics._per_class_counts import check_num_classes
 
-SCHEMES = ("auto", "step", "long_tail")
+SCHEMES = classes.GROUP_SCHEMES
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -26,11 +26,14 @@ class GroupAccuracy(PerClassCounts):
     flattens into `fit`'s logs.
 
     Build the groups yourself, or from training counts with
-    `GroupAccuracy.from_class_counts`: major/minor classes for step imbalance
-    (the same rule as `kmix.MajorMix`: major when `n_c >= major_threshold *
-    max(n)`), or many (`n_c > many_threshold`), medium and few (`n_c <
-    few_threshold`) for long-tailed data. The state is per-class counts
-    summed over replicas under `tf.distribute`, exact over an epoch.
+    `GroupAccuracy.from_class_counts`, which asks `kmix.classes.class_groups`
+    (the groups `kmix` reports everywhere, the benchmark included):
+    major/minor classes for step imbalance (the rule of `kmix.MajorMix`:
+    major when `n_c >= major_threshold * max(n)`), or many/medium/few for
+    long-tailed data (thirds of the count ranking; `scheme="shots"` for the
+    literature's absolute 100/20-example thresholds). The state is
+    per-class counts summed over replicas under `tf.distribute`, exact over
+    an epoch.
 
     Args:
         groups: dict from group name to a list of class indices. A class may
@@ -46,8 +49,9 @@ class GroupAccuracy(PerClassCounts):
     >>> metric = kmix.metrics.GroupAccuracy.from_class_counts(counts, scheme="step")
     >>> metric.groups
     {'major': [0, 1, 2, 3, 4], 'minor': [5, 6, 7, 8, 9]}
-    >>> lt = kmix.metrics.GroupAccuracy.from_class_counts(
-    ...     [500, 120, 80, 30, 10], scheme="long_tail")  # many/medium/few
+    >>> kmix.metrics.GroupAccuracy.from_class_counts(
+    ...     [500, 120, 80, 30, 10], scheme="long_tail").groups
+    {'many': [0], 'medium': [1, 2, 3], 'few': [4]}
     """
 
     def __init__(self, groups, num_classes=None, prefix="acc_", name="group_accuracy", dtype=None):
@@ -83,58 +87,40 @@ class GroupAccuracy(PerClassCounts):
         few_threshold=20,
         **kwargs,
     ):
-        """Groups classes by their training counts.
+        """Groups classes by their training counts, as `kmix.classes.class_groups`.
 
         Args:
             class_counts: training examples per class.
             scheme: `"step"` (groups `major` and `minor`), `"long_tail"`
-                (groups `many`, `medium`, `few`), or `"auto"`: `"step"` when
-                the counts take exactly two distinct values, else
+                (groups `many`, `medium`, `few`: thirds of the classes
+                ranked by count), `"shots"` (`many`, `medium`, `few` by the
+                absolute thresholds below), or `"auto"`: `"step"` when the
+                counts take exactly two distinct values, else
                 `"long_tail"`. Empty groups are left out.
             major_threshold: step scheme: a class is major when its count is
                 at least this fraction of the largest count (as in
                 `kmix.MajorMix`).
-            many_threshold: long-tail scheme: classes with more than this
-                many examples are "many".
-            few_threshold: long-tail scheme: classes with fewer than this
-                many examples are "few"; the rest are "medium".
+            many_threshold: shots scheme: classes with more than this many
+                examples are "many".
+            few_threshold: shots scheme: classes with fewer than this many
+                examples are "few"; the rest are "medium".
             **kwargs: other arguments of `GroupAccuracy` (`prefix`, `name`).
         """
-        counts = np.asarray(validation.check_class_counts(class_counts))
-        validation.check_choice("scheme", scheme, SCHEMES)
-        if scheme == "auto":
-            scheme = "step" if len(np.unique(counts)) == 2 else "long_tail"
-        if scheme == "step":
-            threshold = validation.check_number(
-                "major_threshold", major_threshold, 0.0, 1.0, low_open=True
-            )
-            is_major = counts >= threshold * counts.max()
-            groups = {"major": np.flatnonzero(is_major), "minor": np.flatnonzero(~is_major)}
-        else:
-            many = validation.check_number("many_threshold", many_threshold, 0.0)
-            few = validation.check_number("few_threshold", few_threshold, 0.0)
-            if few > many:
-                raise ValueError(
-                    "Argument `few_threshold` must not exceed `many_threshold`. "
-                    f"Received: few_threshold={few_threshold!r}, "
-                    f"many_threshold={many_threshold!r}."
-                )
-            groups = {
-                "many": np.flatnonzero(counts > many),
-                "medium": np.flatnonzero((counts >= few) & (counts <= many)),
-                "few": np.flatnonzero(counts < few),
-            }
-        groups = {name: [int(c) for c in classes] for name, classes in groups.items() if len(classes)}
-        kwargs.setdefault("num_classes", len(counts))
+        groups = classes.class_groups(
+            class_counts,
+            scheme=scheme,
+            major_threshold=major_threshold,
+            many_threshold=many_threshold,
+            few_threshold=few_threshold,
+        )
+        kwargs.setdefault("num_classes", len(class_counts))
         return cls(groups, **kwargs)
 
     def result(self):
-        seen = self.total > 0
-        recall = self.correct / ops.where(seen, self.total, ops.ones_like(self.total))
-        seen = ops.cast(seen, "float32")
+        recall, seen = self.seen_recall()
         membership = ops.convert_to_tensor(self._membership)
         seen_members = ops.matmul(membership, seen[:, None])[:, 0]
-        recall_sums = ops.matmul(membership, (recall * seen)[:, None])[:, 0]
+        recall_sums = ops.matmul(membership, recall[:, None])[:, 0]
         values = ops.where(
             seen_members > 0,
             recall_sums / ops.maximum(seen_members, 1.0),

@@ -4,17 +4,20 @@ import keras
 import numpy as np
 from keras import ops
 
+from kmix import validation
+
 # Keras turns a `Model` subclass into a `Functional` one by rewriting the
 # class's bases the first time it is called with (inputs, outputs); that would
 # break every later subclass of `MixModel`. kmix instead routes functional
-# use to `_FunctionalMixModel`, which is a `Functional` from the start.
-from keras.src.models.functional import Functional
-from keras.src.models.model import functional_init_arguments
-from keras.src.trainers.trainer import Trainer
-from keras.src.utils.naming import auto_name
-
-from kmix import validation
-from kmix.labels import integer_labels
+# use to `_FunctionalMixModel`, which is a `Functional` from the start. The
+# Keras internals this needs live in `kmix._keras_compat` (see why there).
+from kmix._keras_compat import Functional
+from kmix._keras_compat import flatten_layers
+from kmix._keras_compat import functional_init_arguments
+from kmix._keras_compat import init_functional_model
+from kmix.classes import integer_labels
+from kmix.layers.feature_probe import FeatureProbe
+from kmix.layers.feature_probe import Observers
 from kmix.layers.major_mix import MajorMix
 from kmix.layers.mixing_context import current_mixing_context
 from kmix.layers.mixing_context import mixing_context
@@ -41,6 +44,14 @@ class MixModel(keras.Model):
     Use it the functional way, by subclassing (pass `class_counts` to
     `super().__init__`), or wrap an existing model with `MixModel.from_model`.
 
+    Diagnostics have two documented hooks (`kmix.callbacks.ClassProgress`
+    uses both): `add_batch_observer` hands each step's labels and
+    predictions to a function, and `insert_feature_probe` puts a
+    `kmix.layers.FeatureProbe` on the input of a layer for the training
+    forward pass, whose observers see the gradient of the loss with respect
+    to those features in the same backward pass. Neither changes the model's
+    config or saved file.
+
     Args:
         class_counts: the number of training examples of each class, in label
             order. Its length must equal the model's number of outputs.
@@ -65,9 +76,7 @@ class MixModel(keras.Model):
 
     def __init__(self, *args, class_counts=None, **kwargs):
         if isinstance(self, Functional):
-            Trainer.__init__(self)
-            kwargs.setdefault("name", auto_name("mix_model"))
-            Functional.__init__(self, *args, **kwargs)
+            init_functional_model(self, args, kwargs, default_name="mix_model")
         else:
             super().__init__(*args, **kwargs)
         self.class_counts = validation.check_class_counts(class_counts)
@@ -79,6 +88,9 @@ class MixModel(keras.Model):
             autocast=False,
             name="class_loss_weights",
         )
+        # Plain Python holders: Keras neither tracks nor saves them.
+        self._observers = Observers("batch observer")
+        self._probed = _ProbedForward()
         outputs = getattr(self, "outputs", None)
         if outputs:
             self._check_output_size(outputs[0].shape)
@@ -115,7 +127,139 @@ class MixModel(keras.Model):
     @property
     def major_mix_layers(self):
         """All `MajorMix` layers of the model, nested models included."""
-        return [layer for layer in self._flatten_layers() if isinstance(layer, MajorMix)]
+        return [layer for layer in flatten_layers(self) if isinstance(layer, MajorMix)]
+
+    @property
+    def batch_observers(self):
+        """The observers added with `add_batch_observer`, a tuple."""
+        return self._observers.snapshot()
+
+    def add_batch_observer(self, observer):
+        """Hands every train and test step's labels and predictions to `observer`.
+
+        `observer(y, y_pred, sample_weight, training)` is called inside each
+        step, before the compiled metrics are updated: in `fit`'s training
+        steps (`training=True`, `y_pred` from the mixed forward pass, the
+        batch as the model trained on it) and in `evaluate`'s and `fit`'s
+        validation steps (`training=False`). `y` and `sample_weight` are as
+        the dataset gives them (`sample_weight` may be None). The call
+        happens while the step is traced, so the observer must record with
+        stateful ops (e.g. a metric's `update_state`). Adding or removing an
+        observer does not retrace: do it before `fit` traces its functions
+        (e.g. in a callback's `on_train_begin`, then call
+        `make_train_function(force=True)` and `make_test_function(force=True)`).
+        `kmix.callbacks.ClassProgress` uses this hook.
+
+        Example:
+
+        >>> counts = kmix.metrics.PerClassAccuracy(num_classes=10)
+        >>> model.add_batch_observer(
+        ...     lambda y, y_pred, sample_weight, training:
+        ...         counts.update_state(y, y_pred) if training else None)
+        """
+        self._observers.add(observer)
+
+    def remove_batch_observer(self, observer):
+        """Removes an observer added with `add_batch_observer`."""
+        self._observers.remove(observer)
+
+    @property
+    def feature_probes(self):
+        """The `FeatureProbe`s added with `insert_feature_probe`, a tuple."""
+        return tuple(probe for _, probe in self._probed.entries)
+
+    def insert_feature_probe(self, layer):
+        """Runs a new `kmix.layers.FeatureProbe` on the input of `layer` in training.
+
+        The model's graph, config and saved file do not change: while the
+        probe is inserted, the training forward pass (`training=True`, e.g.
+        `fit`'s training steps) runs a twin of the model's graph that shares
+        every layer and weight and passes the input of `layer` (its first
+        argument) through the probe. Evaluation and prediction run the model
+        unchanged. Observers added to the returned probe
+        (`probe.add_gradient_observer`) see the gradient of the training
+        loss with respect to that input, from the training step's own
+        backward pass. Retrace the training function after inserting
+        (`make_train_function(force=True)`); remove the probe with
+        `remove_feature_probe`.
+
+        Only functional `MixModel`s can be probed this way; a subclassed
+        model calls a `kmix.layers.FeatureProbe` in its own `call`.
+
+        Args:
+            layer: a layer of the model (nested models included), or its
+                name.
+
+        Returns:
+            The inserted `kmix.layers.FeatureProbe`.
+
+        Example:
+
+        >>> probe = model.insert_feature_probe("logits")
+        >>> probe.add_gradient_observer(lambda gradient, labels: None)
+        >>> model.remove_feature_probe(probe)
+        """
+        if not isinstance(self, Functional):
+            raise TypeError(
+                "`insert_feature_probe` needs a functional MixModel (built with "
+                f"inputs and outputs). Received: model {self.name!r} of type "
+                f"{type(self).__name__}, a subclassed model: call a "
+                "`kmix.layers.FeatureProbe` in its `call` where the features "
+                "should be measured."
+            )
+        target = self._find_layer(layer)
+        probe = FeatureProbe(name=f"{target.name}_input_probe")
+        entries = self._probed.entries + [(target, probe)]
+        network = self._probed_network(entries)
+        if not probe.built:  # Keras' cloning never called the layer with it
+            raise ValueError(
+                "Argument `layer` must be called in the model's functional graph "
+                "(not inside a nested Sequential model). Received: "
+                f"layer={target.name!r}. Put a `kmix.layers.FeatureProbe` "
+                "in the model where the features should be measured instead."
+            )
+        self._probed.entries, self._probed.network = entries, network
+        return probe
+
+    def remove_feature_probe(self, probe):
+        """Removes a probe added with `insert_feature_probe`."""
+        entries = [entry for entry in self._probed.entries if entry[1] is not probe]
+        if len(entries) == len(self._probed.entries):
+            raise ValueError(
+                "Argument `probe` must be a probe returned by this model's "
+                f"`insert_feature_probe`. Received: probe={probe!r}."
+            )
+        self._probed.entries = entries
+        self._probed.network = self._probed_network(entries) if entries else None
+
+    def _find_layer(self, layer):
+        layers = flatten_layers(self, include_self=False)
+        for candidate in layers:
+            if candidate is layer or (isinstance(layer, str) and candidate.name == layer):
+                return candidate
+        raise ValueError(
+            "Argument `layer` must be a layer of the model or its name. "
+            f"Received: layer={getattr(layer, 'name', layer)!r}; the model's "
+            f"layers are {[candidate.name for candidate in layers]}."
+        )
+
+    def _probed_network(self, entries):
+        """A functional twin of the model, sharing its layers, with the probes."""
+        probes = {id(layer): probe for layer, probe in entries}
+        top_level = {id(layer) for layer in self.layers}
+
+        def call_function(layer, *args, **kwargs):
+            probe = probes.get(id(layer))
+            if probe is not None and args:
+                args = (probe(args[0]),) + tuple(args[1:])
+            return layer(*args, **kwargs)
+
+        return keras.models.clone_model(
+            keras.Model(self.input, self.output, name=f"{self.name}_probed"),
+            clone_function=lambda layer: layer,
+            call_function=call_function,
+            recursive=any(key not in top_level for key in probes),
+        )
 
     def set_class_loss_weights(self, weights):
         """Sets the per-class loss weights (a sequence of C non-negative floats)."""
@@ -133,12 +277,10 @@ class MixModel(keras.Model):
             return super().train_step(data)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        # Diagnostics hook (used by `kmix.callbacks.ClassProgress`): each
-        # function in `_batch_observers` sees the labels and predictions of
-        # every train step (the mixed forward pass, `training=True`) and test
-        # step as they are traced. Setting it does not retrace by itself.
+        # The `add_batch_observer` hook: inside `train_step` the mixing
+        # context is open, so `training` tells train steps from test steps.
         training = current_mixing_context() is not None
-        for observer in getattr(self, "_batch_observers", ()):
+        for observer in self._observers.snapshot():
             observer(y, y_pred, sample_weight, training)
         return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -173,6 +315,29 @@ class MixModel(keras.Model):
         return config
 
 
+class _ProbedForward:
+    """The probes of `MixModel.insert_feature_probe` and the twin network that
+    runs them; a plain object, so Keras neither tracks nor saves it."""
+
+    def __init__(self):
+        self.entries = []  # (layer, FeatureProbe) pairs
+        self.network = None
+
+
+# Registered last under the same name as `MixModel`, so that "kmix>MixModel"
+# in a `.keras` file loads as this class (every saved MixModel without its own
+# registered subclass is a functional one). Its `__name__` is "MixModel" too,
+# so files record `class_name: "MixModel"`, and loading one without
+# `import kmix` fails with "Could not locate class 'MixModel'".
 @keras.saving.register_keras_serializable(package="kmix", name="MixModel")
 class _FunctionalMixModel(MixModel, Functional):
     """What `kmix.MixModel(inputs, outputs, ...)` builds; saved as `MixModel`."""
+
+    def call(self, inputs, training=None, mask=None, **kwargs):
+        network = self._probed.network
+        if training and network is not None:
+            return network(inputs, training=training, mask=mask, **kwargs)
+        return super().call(inputs, training=training, mask=mask, **kwargs)
+
+
+_FunctionalMixModel.__name__ = "MixModel"

@@ -23,4 +23,5 @@ from kmix.tuning.major_mix_hyper_model import MajorMixHyperModel
 from kmix.tuning.major_mix_hyper_model import objective
 from kmix.tuning.search_space import DEFAULT_SPACE
 from kmix.tuning.search_space import check_space
-from kmix.tuning.search_space import mix_points
+from kmix.tuning.search_space import mix_points  # deprecated name of parse_mix_at
+from kmix.tuning.search_space import parse_mix_at

@@ -7,14 +7,10 @@ import keras
 import keras_tuner
 
 from kmix import experiment
+from kmix.experiment.config import ExperimentConfig
 from kmix.tuning import search_space
 
 OBJECTIVE = "val_balanced_accuracy"
-# The `ExperimentConfig` fields that decide what `kmix.experiment.load_data` loads.
-_DATA_FIELDS = (
-    "dataset", "data_dir", "profile", "imbalance_ratio", "minor_fraction",
-    "train_fraction", "validation", "augment", "batch_size", "seed",
-)
 
 
 class MajorMixHyperModel(keras_tuner.HyperModel):
@@ -107,7 +103,7 @@ class MajorMixHyperModel(keras_tuner.HyperModel):
             )
         values = search_space.declare(hp, self.space)
         if "mix_at" in values:
-            values["mix_at"] = search_space.mix_points(values["mix_at"])
+            values["mix_at"] = search_space.parse_mix_at(values["mix_at"])
         config = dataclasses.replace(self.config, seed=self.seeds[execution], **values)
         return config.validate()
 
@@ -149,10 +145,19 @@ class MajorMixHyperModel(keras_tuner.HyperModel):
 
     def _load(self, config):
         """The config's `ImbalancedDataset`, loaded once per data setting."""
-        key = tuple(getattr(config, field) for field in _DATA_FIELDS)
+        key = tuple(getattr(config, field) for field in data_fields())
         if key not in self._data:
             self._data[key] = experiment.load_data(config)
         return self._data[key]
+
+
+def data_fields():
+    """The `ExperimentConfig` fields that decide what `kmix.experiment.load_data` loads.
+
+    Read from the fields' metadata (`data=True`), so a new data setting is
+    never forgotten here.
+    """
+    return tuple(f.name for f in dataclasses.fields(ExperimentConfig) if f.metadata["data"])
 
 
 def objective():

@@ -9,7 +9,7 @@ flag) it sets, to its range:
   scale (a class is major when `n_c >= major_threshold * max(n)`).
 - `"mix_at"`: a list of choices; a choice is one mixing point (`"stage1"`),
   several joined by `+` (`"stage1+stage2"`), or `"none"` for no `MajorMix`.
-- `"loss"`: a list of `kmix.experiment_config.LOSSES` (`"ce"`, `"ldam"`, ...).
+- `"loss"`: a list of `kmix.experiment.config.LOSSES` (`"ce"`, `"ldam"`, ...).
 - `"drw_start_epoch"`: `(low, high)`, ints >= 0: the epoch from which
   deferred re-weighting applies (needs `reweight` other than `"none"`).
 
@@ -22,12 +22,14 @@ Example:
 >>> space = {"strength": (0.0, 1.0), "mix_at": ["stage1", "stage1+stage2"]}
 >>> kmix.tuning.check_space(space)
 {'strength': (0.0, 1.0), 'mix_at': ('stage1', 'stage1+stage2')}
->>> kmix.tuning.mix_points("stage1+stage2")
+>>> kmix.tuning.parse_mix_at("stage1+stage2")
 ('stage1', 'stage2')
 """
 
+import warnings
+
 from kmix import validation
-from kmix.experiment_config import LOSSES
+from kmix.experiment.config import LOSSES
 from kmix.models.mix_points import check_mix_at
 
 DEFAULT_SPACE = {
@@ -40,11 +42,29 @@ CHOICES = ("mix_at", "loss")
 NO_MIXING = "none"
 
 
-def mix_points(choice):
-    """The `mix_at` tuple of a `mix_at` choice: `"a+b"` -> `("a", "b")`, `"none"` -> `()`."""
+def parse_mix_at(choice):
+    """The `mix_at` tuple of a `mix_at` choice: `"a+b"` -> `("a", "b")`, `"none"` -> `()`.
+
+    Each point is checked against `kmix.models.MIX_POINTS`.
+    """
     if choice == NO_MIXING:
         return ()
     return tuple(check_mix_at(choice.split("+")))
+
+
+def mix_points(choice):
+    """Deprecated name of `parse_mix_at` (it warns).
+
+    The name clashed with `kmix.models.MIX_POINTS`, the constant listing
+    where `MajorMix` may sit; this function parses a `mix_at` choice.
+    """
+    warnings.warn(
+        "`kmix.tuning.mix_points` is deprecated: it parses a `mix_at` choice "
+        "and is now `kmix.tuning.parse_mix_at`.",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return parse_mix_at(choice)
 
 
 def check_space(space):
@@ -130,5 +150,5 @@ def _check_choices(name, spec):
                 f"'stage1+stage2' or 'none'. Received: mix_at={spec!r}."
             )
         else:
-            mix_points(choice)
+            parse_mix_at(choice)
     return spec

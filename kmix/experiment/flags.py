@@ -1,0 +1,119 @@
+"""absl flags generated from `ExperimentConfig`, shared by `experiments/run.py` and `tune.py`.
+
+Every field of `kmix.ExperimentConfig` becomes a flag of the same name, with
+the help text and choices of its metadata; the run flags (`--seeds`,
+`--output_dir`, `--strategy`, ...) are defined here too.
+
+Example:
+
+>>> from absl import flags
+>>> from kmix.experiment import flags as experiment_flags
+>>> experiment_flags.define_flags()
+>>> flags.FLAGS(["run.py", "--epochs=3", "--output_dir=/tmp/run"])
+>>> experiment_flags.config_from_flags(seed=0).epochs
+3
+"""
+
+import copy
+import dataclasses
+import re
+import sys
+
+from absl import app
+from absl import flags
+
+from kmix.experiment.config import ExperimentConfig
+
+FLAGS = flags.FLAGS
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def define_flags():
+    """Defines one flag per `ExperimentConfig` field, and the run flags, once."""
+    if "dataset" in FLAGS:
+        return
+    for field in dataclasses.fields(ExperimentConfig):
+        if field.metadata.get("flag", True):
+            _define_field_flag(field)
+    flags.DEFINE_list("seeds", ["0"], "Seeds to run, e.g. 0,1,2.")
+    flags.DEFINE_string("output_dir", None, "Where to write results (required).")
+    flags.DEFINE_enum("strategy", "default", STRATEGIES, "Distribution strategy.")
+    flags.DEFINE_bool("deterministic", True, "TF op determinism: identical metrics for the same seed on CPU.")
+    flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 a line per epoch.")
+
+
+def _define_field_flag(field):
+    help_text = field.metadata["help"]
+    choices = field.metadata.get("choices")
+    default = list(field.default) if isinstance(field.default, tuple) else field.default
+    if choices:
+        flags.DEFINE_enum(field.name, default, list(choices), help_text)
+    elif field.type is bool:
+        flags.DEFINE_bool(field.name, default, help_text)
+    elif field.type is int:
+        flags.DEFINE_integer(field.name, default, help_text)
+    elif field.type is float:
+        flags.DEFINE_float(field.name, default, help_text)
+    elif field.type is tuple:
+        flags.DEFINE_list(field.name, default, help_text)
+    else:
+        flags.DEFINE_string(field.name, default, help_text)
+
+
+def config_from_flags(seed):
+    """The `ExperimentConfig` of the current flag values, for one seed."""
+    values = {
+        field.name: FLAGS[field.name].value
+        for field in dataclasses.fields(ExperimentConfig)
+        if field.name in FLAGS and field.metadata.get("flag", True)
+    }
+    values["mix_at"] = tuple(values["mix_at"])
+    return ExperimentConfig(seed=seed, **values)
+
+
+def check_flags():
+    """Raises `app.UsageError` for missing flags and bad values; returns the seeds."""
+    if not FLAGS.output_dir:
+        raise app.UsageError("--output_dir is required: where should the results go?")
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+    except ValueError:
+        raise app.UsageError(f"--seeds must be integers separated by commas; got {FLAGS.seeds!r}.")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise app.UsageError(f"--seeds must list distinct seeds; got {FLAGS.seeds!r}.")
+    try:
+        for seed in seeds:
+            config_from_flags(seed).validate()
+    except (ValueError, TypeError) as error:
+        raise app.UsageError(flag_message(str(error)))
+    return seeds
+
+
+def flag_message(message):
+    """An `ExperimentConfig` error re-worded with flag names: `strength` -> --strength."""
+    fields = {field.name for field in dataclasses.fields(ExperimentConfig)}
+    message = re.sub(r"`(\w+)`", lambda m: f"--{m.group(1)}" if m.group(1) in fields else m.group(0),
+                     message)
+    message = re.sub(r"\b(\w+)=", lambda m: f"--{m.group(1)}=" if m.group(1) in fields else m.group(0),
+                     message)
+    return message.replace("Argument --", "Flag --").replace("Arguments --", "Flags --")
+
+
+def resolved_flags(overrides=None):
+    """The flags of this module with their values, as flagfile text.
+
+    `overrides` maps flag names to values written instead of the flags'
+    own (e.g. a tuner's best hyper-parameters).
+    """
+    overrides = overrides or {}
+    lines = []
+    for flag in sorted(FLAGS.get_flags_for_module(sys.modules[__name__]), key=lambda f: f.name):
+        if flag.name in overrides:
+            value = overrides[flag.name]
+            flag = copy.deepcopy(flag)
+            flag.value = list(value) if isinstance(value, tuple) else value
+        line = flag.serialize()
+        if line:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
