@@ -21,6 +21,7 @@ from kmix.layers.feature_probe import Observers
 from kmix.layers.major_mix import MajorMix
 from kmix.layers.mixing_context import current_mixing_context
 from kmix.layers.mixing_context import mixing_context
+from kmix.models.major_mix_insertion import insert_major_mix
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -96,14 +97,38 @@ class MixModel(keras.Model):
             self._check_output_size(outputs[0].shape)
 
     @classmethod
-    def from_model(cls, model, class_counts):
+    def from_model(cls, model, class_counts, mix_after=None, **mix_kwargs):
         """Wraps a built functional or `Sequential` model, sharing its layers.
+
+        With `mix_after`, a `kmix.MajorMix` (named `mix_after_<name>`, built
+        with `**mix_kwargs`) follows each named top-level layer (see
+        `kmix.models.insert_major_mix`): a pre-trained Keras Applications
+        model can be fine-tuned with mixing, its weights shared, and it
+        predicts exactly as before (mixing happens only in training).
+
+        Args:
+            model: a functional or `Sequential` `keras.Model`.
+            class_counts: training examples per class, in label order.
+            mix_after: optional list of names of top-level layers of `model`
+                to mix after.
+            **mix_kwargs: `MajorMix` arguments, used with `mix_after`.
 
         Example:
 
         >>> base = keras.Sequential([keras.Input((8,)), kmix.MajorMix(), keras.layers.Dense(3)])
         >>> model = kmix.MixModel.from_model(base, class_counts=[100, 10, 1])
+        >>> resnet = keras.applications.ResNet50(weights=None, classes=10)  # doctest: +SKIP
+        >>> model = kmix.MixModel.from_model(  # doctest: +SKIP
+        ...     resnet, [500] * 5 + [5] * 5, mix_after=["conv3_block4_out"], strength=0.5)
         """
+        if mix_after is not None:
+            inputs, outputs = insert_major_mix(model, mix_after, **mix_kwargs)
+            return cls(inputs=inputs, outputs=outputs, class_counts=class_counts, name=model.name)
+        if mix_kwargs:
+            raise TypeError(
+                "MajorMix arguments were given without `mix_after`, so no "
+                f"MajorMix would use them. Received: {sorted(mix_kwargs)}."
+            )
         if not isinstance(model, keras.Model):
             raise TypeError(
                 "Argument `model` must be a keras.Model. "
