@@ -44,7 +44,16 @@ setuptools.setup(
         "cpu": ["tensorflow-cpu==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
         "dev": ["pytest>=8", "mkdocs>=1.6", "mkdocstrings[python]>=0.25",
-                "pymdown-extensions>=10"],
+                "pymdown-extensions>=10",
+                # The docs theme (Material for MkDocs). 9.7.5 and later print
+                # a banner about MkDocs 2.0 on every build (unless
+                # NO_MKDOCS_2_WARNING is set), which the test command would
+                # show as if something had failed; 9.6 prints nothing.
+                "mkdocs-material>=9.6,<9.7",
+                # Formatter and linter (ruff.toml; scripts/test.sh checks
+                # both). Pinned to a minor version: ruff's formatting style
+                # may change between minor versions.
+                "ruff~=0.17.6"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -50,9 +50,18 @@ METHODS = {
     "ce_majormix": ("CE + MajorMix", MIX),
     "mixup": ("input MixUp", NO_MIX + ["--batch_mixer=mixup"]),
     "remix": ("Remix", NO_MIX + ["--batch_mixer=remix"]),
-    "ce_drw": ("CE + DRW (class-balanced)", NO_MIX + ["--reweight=cb", "--drw_start_epoch={drw}"]),
-    "ldam_drw": ("LDAM-DRW", NO_MIX + ["--loss=ldam", "--reweight=cb", "--drw_start_epoch={drw}"]),
-    "ldam_drw_majormix": ("LDAM-DRW + MajorMix", MIX + ["--loss=ldam", "--reweight=cb", "--drw_start_epoch={drw}"]),
+    "ce_drw": (
+        "CE + DRW (class-balanced)",
+        NO_MIX + ["--reweight=cb", "--drw_start_epoch={drw}"],
+    ),
+    "ldam_drw": (
+        "LDAM-DRW",
+        NO_MIX + ["--loss=ldam", "--reweight=cb", "--drw_start_epoch={drw}"],
+    ),
+    "ldam_drw_majormix": (
+        "LDAM-DRW + MajorMix",
+        MIX + ["--loss=ldam", "--reweight=cb", "--drw_start_epoch={drw}"],
+    ),
     "la": ("logit adjusted", NO_MIX + ["--loss=la"]),
     "la_majormix": ("logit adjusted + MajorMix", MIX + ["--loss=la"]),
     "tuned_majormix": ("CE + MajorMix (tuned)", None),
@@ -61,13 +70,22 @@ METHODS = {
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "runs/accuracy", "Where runs and tables go.")
 flags.DEFINE_list("cells", list(CELLS), f"Cells to run, from {list(CELLS)}.")
-flags.DEFINE_list("methods", list(METHODS), f"Methods to run, from {list(METHODS)}.")
+flags.DEFINE_list(
+    "methods", list(METHODS), f"Methods to run, from {list(METHODS)}."
+)
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of every run.")
-flags.DEFINE_integer("epochs", 30, "Training epochs of every run (DRW starts at 80% of them).")
-flags.DEFINE_string("tuned_flagfile", "docs/tuning/best.cfg",
-                    "best.cfg of experiments/tune.py, for the tuned MajorMix method.")
+flags.DEFINE_integer(
+    "epochs", 30, "Training epochs of every run (DRW starts at 80% of them)."
+)
+flags.DEFINE_string(
+    "tuned_flagfile",
+    "docs/tuning/best.cfg",
+    "best.cfg of experiments/tune.py, for the tuned MajorMix method.",
+)
 flags.DEFINE_string("docs_dir", None, "Also copy the tables and figures here.")
-flags.DEFINE_list("extra_flags", [], "More run.py flags for every run, e.g. --width=16.")
+flags.DEFINE_list(
+    "extra_flags", [], "More run.py flags for every run, e.g. --width=16."
+)
 
 
 def method_flags(method, epochs):
@@ -83,8 +101,17 @@ def method_flags(method, epochs):
 
 def tuned_flags(path):
     """The MajorMix settings of a tune.py best.cfg (data, model, budget stay the benchmark's)."""
-    keep = ("--mix_at=", "--strength=", "--major_threshold=", "--mix_prob=", "--distribution=",
-            "--alpha=", "--loss=", "--reweight=", "--drw_start_epoch=")
+    keep = (
+        "--mix_at=",
+        "--strength=",
+        "--major_threshold=",
+        "--mix_prob=",
+        "--distribution=",
+        "--alpha=",
+        "--loss=",
+        "--reweight=",
+        "--drw_start_epoch=",
+    )
     with open(path) as f:
         return [line.strip() for line in f if line.strip().startswith(keep)]
 
@@ -97,13 +124,21 @@ def run_cell(cell, method, epochs, seeds):
         return out
     extra = method_flags(method, epochs)
     if extra is None:
-        print(f"{cell} {method}: skipped, no tuned config at {FLAGS.tuned_flagfile}")
+        print(
+            f"{cell} {method}: skipped, no tuned config at {FLAGS.tuned_flagfile}"
+        )
         return None
     command = [
-        sys.executable, os.path.join(REPO, "experiments", "run.py"),
+        sys.executable,
+        os.path.join(REPO, "experiments", "run.py"),
         "--flagfile=experiments/configs/base_fashion_mnist.cfg",
-        *CELLS[cell], *extra, f"--epochs={epochs}", f"--seeds={','.join(seeds)}",
-        f"--output_dir={out}", "--verbose=0", *FLAGS.extra_flags,
+        *CELLS[cell],
+        *extra,
+        f"--epochs={epochs}",
+        f"--seeds={','.join(seeds)}",
+        f"--output_dir={out}",
+        "--verbose=0",
+        *FLAGS.extra_flags,
     ]
     start = time.time()
     print(f"{cell} {method}: " + " ".join(command[2:]), flush=True)
@@ -124,9 +159,13 @@ def class_groups(counts, major_threshold=0.5):
     thresholds of 100 and 20 images would put nearly every Fashion-MNIST
     class in "many".
     """
-    from kmix import classes  # imported on use, as this script's other kmix imports
+    from kmix import (
+        classes,
+    )  # imported on use, as this script's other kmix imports
 
-    return classes.class_groups(counts, scheme="auto", major_threshold=major_threshold)
+    return classes.class_groups(
+        counts, scheme="auto", major_threshold=major_threshold
+    )
 
 
 def summarize_run(summary):
@@ -135,8 +174,10 @@ def summarize_run(summary):
     groups = class_groups(seeds[0]["class_counts"])
     values = {"balanced_accuracy": [s["balanced_accuracy"] for s in seeds]}
     for name, members in groups.items():
-        values[f"{name}_accuracy"] = [float(np.mean(np.asarray(s["per_class_accuracy"])[members]))
-                                      for s in seeds]
+        values[f"{name}_accuracy"] = [
+            float(np.mean(np.asarray(s["per_class_accuracy"])[members]))
+            for s in seeds
+        ]
     per_class = np.asarray([s["per_class_accuracy"] for s in seeds])
     return {
         "seeds": summary["seeds"],
@@ -153,7 +194,11 @@ def check_same_budget(out, epochs, seeds):
     """Refuses to reuse a finished run trained with another budget or other seeds."""
     with open(os.path.join(out, "flags.cfg")) as f:
         written = {line.strip() for line in f}
-    expected = [f"--epochs={epochs}", f"--seeds={','.join(seeds)}", *FLAGS.extra_flags]
+    expected = [
+        f"--epochs={epochs}",
+        f"--seeds={','.join(seeds)}",
+        *FLAGS.extra_flags,
+    ]
     missing = [flag for flag in expected if flag not in written]
     if missing:
         raise app.UsageError(
@@ -167,28 +212,47 @@ def aggregate(finished):
     results = {}
     for (cell, method), out in finished.items():
         with open(os.path.join(out, "metrics.json")) as f:
-            results.setdefault(cell, {})[method] = {"name": METHODS[method][0],
-                                                    **summarize_run(json.load(f))}
-    lines = ["### Balanced test accuracy, every cell", "",
-             "| method | " + " | ".join(results) + " |", "|---" * (len(results) + 1) + "|"]
-    best = {cell: max(r["mean"]["balanced_accuracy"] for r in methods.values())
-            for cell, methods in results.items()}
+            results.setdefault(cell, {})[method] = {
+                "name": METHODS[method][0],
+                **summarize_run(json.load(f)),
+            }
+    lines = [
+        "### Balanced test accuracy, every cell",
+        "",
+        "| method | " + " | ".join(results) + " |",
+        "|---" * (len(results) + 1) + "|",
+    ]
+    best = {
+        cell: max(r["mean"]["balanced_accuracy"] for r in methods.values())
+        for cell, methods in results.items()
+    }
     for method in METHODS:
         row = []
         for cell, methods in results.items():
             r = methods.get(method)
             text = "" if r is None else _mean_std(r, "balanced_accuracy")
-            row.append(f"**{text}**" if r and r["mean"]["balanced_accuracy"] == best[cell] else text)
+            row.append(
+                f"**{text}**"
+                if r and r["mean"]["balanced_accuracy"] == best[cell]
+                else text
+            )
         if any(row):
             lines.append(f"| {METHODS[method][0]} | " + " | ".join(row) + " |")
     lines.append("")
     for cell, methods in results.items():
         groups = list(next(iter(methods.values()))["groups"])
-        lines += [f"### Fashion-MNIST {cell}", "",
-                  "| method | balanced accuracy | " + " | ".join(groups) + " |",
-                  "|---" * (len(groups) + 2) + "|"]
+        lines += [
+            f"### Fashion-MNIST {cell}",
+            "",
+            "| method | balanced accuracy | " + " | ".join(groups) + " |",
+            "|---" * (len(groups) + 2) + "|",
+        ]
         for r in methods.values():
-            cells = [_mean_std(r, k) for k in ["balanced_accuracy"] + [f"{g}_accuracy" for g in groups]]
+            cells = [
+                _mean_std(r, k)
+                for k in ["balanced_accuracy"]
+                + [f"{g}_accuracy" for g in groups]
+            ]
             lines.append(f"| {r['name']} | " + " | ".join(cells) + " |")
         lines.append("")
     return results, "\n".join(lines)
@@ -203,9 +267,14 @@ def seed0_progress(cell, method):
     from kmix.records import history_from_records
     from kmix.records import read_records
 
-    path = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
+    path = os.path.join(
+        FLAGS.output_dir, cell, method, "seed_0", "class_progress.json"
+    )
     history = history_from_records(read_records(path)[0])
-    return history, "clean_accuracy" if "clean_accuracy" in history else "train_accuracy"
+    return (
+        history,
+        "clean_accuracy" if "clean_accuracy" in history else "train_accuracy",
+    )
 
 
 def progress_table(results):
@@ -225,20 +294,36 @@ def progress_table(results):
         for method in ("ce", "ce_majormix"):
             history, accuracy = seed0_progress(cell, method)
             name = methods[method]["name"]
-            means = {q: {g: np.asarray(history[q]["value"])[:, members].mean(axis=1)
-                         for g, members in groups.items()}
-                     for q in (accuracy, "feature_grad_norm")}
+            means = {
+                q: {
+                    g: np.asarray(history[q]["value"])[:, members].mean(axis=1)
+                    for g, members in groups.items()
+                }
+                for q in (accuracy, "feature_grad_norm")
+            }
             grads = means["feature_grad_norm"]
-            header += [f"{name}: acc {g}" for g in groups] + [f"{name}: grad {g}" for g in groups]
+            header += [f"{name}: acc {g}" for g in groups] + [
+                f"{name}: grad {g}" for g in groups
+            ]
             header.append(f"{name}: grad {last}/{first}")
-            columns += [(v, ".3f") for v in (*means[accuracy].values(), *grads.values())]
+            columns += [
+                (v, ".3f") for v in (*means[accuracy].values(), *grads.values())
+            ]
             columns.append((grads[last] / grads[first], ".2f"))
         epochs = history["feature_grad_norm"]["epoch"]
-        lines += [f"### Fashion-MNIST {cell}: seed 0 per epoch, group means of {accuracy} (acc) "
-                  "and feature-gradient norm (grad)", "",
-                  "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        lines += [
+            f"### Fashion-MNIST {cell}: seed 0 per epoch, group means of {accuracy} (acc) "
+            "and feature-gradient norm (grad)",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|---" * len(header) + "|",
+        ]
         for i, epoch in enumerate(epochs):
-            lines.append(f"| {epoch} | " + " | ".join(format(v[i], f) for v, f in columns) + " |")
+            lines.append(
+                f"| {epoch} | "
+                + " | ".join(format(v[i], f) for v, f in columns)
+                + " |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -255,30 +340,60 @@ def write_figures(results):
     for cell, methods in results.items():
         runs = {r["name"]: r["per_class_accuracy"] for r in methods.values()}
         counts = next(iter(methods.values()))["class_counts"]
-        paths.append(plots.plot_accuracy_bars(
-            runs, os.path.join(FLAGS.output_dir, f"bars_{cell}.png"), class_counts=counts,
-            title=f"Fashion-MNIST {cell}: per-class test accuracy (mean over seeds)",
-            figsize=(12.0, 4.5)))
+        paths.append(
+            plots.plot_accuracy_bars(
+                runs,
+                os.path.join(FLAGS.output_dir, f"bars_{cell}.png"),
+                class_counts=counts,
+                title=f"Fashion-MNIST {cell}: per-class test accuracy (mean over seeds)",
+                figsize=(12.0, 4.5),
+            )
+        )
         for method in ("ce", "ce_majormix"):
-            progress = os.path.join(FLAGS.output_dir, cell, method, "seed_0", "class_progress.json")
+            progress = os.path.join(
+                FLAGS.output_dir, cell, method, "seed_0", "class_progress.json"
+            )
             if method in methods and os.path.exists(progress):
                 name = METHODS[method][0]
                 quantity = seed0_progress(cell, method)[1]
-                how = "clean pass" if quantity == "clean_accuracy" else "batches as trained"
-                paths.append(plots.plot_class_accuracy(
-                    progress, os.path.join(FLAGS.output_dir, f"curves_{cell}_{method}_train_accuracy.png"),
-                    quantity=quantity, title=f"{cell}, {name}: training accuracy per class ({how})"))
-                paths.append(plots.plot_feature_gradients(
-                    progress, os.path.join(FLAGS.output_dir, f"curves_{cell}_{method}_feature_gradients.png"),
-                    title=f"{cell}, {name}: feature-gradient norm per class"))
+                how = (
+                    "clean pass"
+                    if quantity == "clean_accuracy"
+                    else "batches as trained"
+                )
+                paths.append(
+                    plots.plot_class_accuracy(
+                        progress,
+                        os.path.join(
+                            FLAGS.output_dir,
+                            f"curves_{cell}_{method}_train_accuracy.png",
+                        ),
+                        quantity=quantity,
+                        title=f"{cell}, {name}: training accuracy per class ({how})",
+                    )
+                )
+                paths.append(
+                    plots.plot_feature_gradients(
+                        progress,
+                        os.path.join(
+                            FLAGS.output_dir,
+                            f"curves_{cell}_{method}_feature_gradients.png",
+                        ),
+                        title=f"{cell}, {name}: feature-gradient norm per class",
+                    )
+                )
     return paths
 
 
 def main(argv):
     del argv
-    unknown = [c for c in FLAGS.cells if c not in CELLS] + [m for m in FLAGS.methods if m not in METHODS]
+    unknown = [c for c in FLAGS.cells if c not in CELLS] + [
+        m for m in FLAGS.methods if m not in METHODS
+    ]
     if unknown:
-        raise app.UsageError(f"Unknown cells or methods: {unknown}; see --helpfull.")
+        raise app.UsageError(
+            f"Unknown cells or methods: {unknown}; see --helpfull."
+        )
     start = time.time()
     finished = {}
     for cell in FLAGS.cells:
@@ -289,9 +404,13 @@ def main(argv):
     results, table = aggregate(finished)
     table += "\n" + progress_table(results)
     os.makedirs(FLAGS.output_dir, exist_ok=True)
-    settings = {"epochs": FLAGS.epochs, "seeds": FLAGS.seeds, "extra_flags": FLAGS.extra_flags,
-                "base_flagfile": "experiments/configs/base_fashion_mnist.cfg",
-                "methods": {m: method_flags(m, FLAGS.epochs) for m in FLAGS.methods}}
+    settings = {
+        "epochs": FLAGS.epochs,
+        "seeds": FLAGS.seeds,
+        "extra_flags": FLAGS.extra_flags,
+        "base_flagfile": "experiments/configs/base_fashion_mnist.cfg",
+        "methods": {m: method_flags(m, FLAGS.epochs) for m in FLAGS.methods},
+    }
     with open(os.path.join(FLAGS.output_dir, "results.json"), "w") as f:
         json.dump({"settings": settings, "cells": results}, f, indent=2)
     with open(os.path.join(FLAGS.output_dir, "results.md"), "w") as f:
@@ -299,10 +418,15 @@ def main(argv):
     figures = write_figures(results)
     if FLAGS.docs_dir:
         os.makedirs(FLAGS.docs_dir, exist_ok=True)
-        for path in [os.path.join(FLAGS.output_dir, n) for n in ("results.md", "results.json")] + figures:
+        for path in [
+            os.path.join(FLAGS.output_dir, n)
+            for n in ("results.md", "results.json")
+        ] + figures:
             shutil.copy(path, FLAGS.docs_dir)
     print(table)
-    print(f"accuracy benchmark: {len(finished)} runs aggregated in {time.time() - start:.0f} s")
+    print(
+        f"accuracy benchmark: {len(finished)} runs aggregated in {time.time() - start:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,15 @@ def define_flags():
     flags.DEFINE_integer("steps", 10, "Timed steps per model per round.")
     flags.DEFINE_integer("warmup", 5, "Untimed steps per model before timing.")
     flags.DEFINE_integer("batch_size", 128, "Batch size.")
-    flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
-                      "`jit_compile` of `compile` (Keras' auto: XLA on GPU only).")
-    flags.DEFINE_bool("quick", False, "Smoke run: 2 rounds of 3 steps, 2 warm-up steps.")
+    flags.DEFINE_enum(
+        "jit_compile",
+        "auto",
+        ["auto", "true", "false"],
+        "`jit_compile` of `compile` (Keras' auto: XLA on GPU only).",
+    )
+    flags.DEFINE_bool(
+        "quick", False, "Smoke run: 2 rounds of 3 steps, 2 warm-up steps."
+    )
 
 
 def build_models(jit_compile="auto", seed=0):
@@ -71,10 +77,16 @@ def build_models(jit_compile="auto", seed=0):
     base = resnet32(10, class_counts=CLASS_COUNTS, mix_at=(), name="plain")
     plain = compiled(keras.Model(base.inputs, base.outputs, name="plain"))
     keras.utils.set_random_seed(seed)
-    mix = compiled(resnet32(10, class_counts=CLASS_COUNTS, mix_at=("stage1",), strength=0.5))
+    mix = compiled(
+        resnet32(
+            10, class_counts=CLASS_COUNTS, mix_at=("stage1",), strength=0.5
+        )
+    )
     keras.utils.set_random_seed(seed)
     tracked = compiled(
-        resnet32(10, class_counts=CLASS_COUNTS, mix_at=("stage1",), strength=0.5)
+        resnet32(
+            10, class_counts=CLASS_COUNTS, mix_at=("stage1",), strength=0.5
+        )
     )
     progress = kmix.callbacks.ClassProgress()
     progress.set_model(tracked)
@@ -115,7 +127,7 @@ def measure(rounds, steps, warmup, batch_size, jit_compile="auto"):
     times = {name: [] for name in models}
     names = list(models)
     for r in range(rounds):
-        order = names[r % len(names):] + names[: r % len(names)]
+        order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             for _ in range(steps):
                 times[name].append(timed_step(models[name], iterator))
@@ -130,15 +142,21 @@ def run(rounds, steps, warmup, batch_size, jit_compile="auto"):
     times = measure(rounds, steps, warmup, batch_size, jit_compile)
     medians = {name: float(np.median(t)) for name, t in times.items()}
     devices = [d.device_type for d in tf.config.list_physical_devices()]
-    print(f"devices: {devices}; batch {batch_size}; {rounds} rounds x {steps} steps "
-          f"per model after {warmup} warm-up steps; jit_compile={jit_compile}")
+    print(
+        f"devices: {devices}; batch {batch_size}; {rounds} rounds x {steps} steps "
+        f"per model after {warmup} warm-up steps; jit_compile={jit_compile}"
+    )
     for name, t in times.items():
-        print(f"{name:>13}: median {1000 * medians[name]:8.2f} ms/step "
-              f"(p10 {1000 * np.percentile(t, 10):.2f}, p90 {1000 * np.percentile(t, 90):.2f}, "
-              f"{batch_size / medians[name]:.0f} images/s)")
+        print(
+            f"{name:>13}: median {1000 * medians[name]:8.2f} ms/step "
+            f"(p10 {1000 * np.percentile(t, 10):.2f}, p90 {1000 * np.percentile(t, 90):.2f}, "
+            f"{batch_size / medians[name]:.0f} images/s)"
+        )
     mix_ratio = medians["mix"] / medians["plain"]
     progress_ratio = medians["mix+progress"] / medians["mix"]
-    print(f"ClassProgress overhead: mix+progress / mix = {progress_ratio:.3f} (target <= 1.10)")
+    print(
+        f"ClassProgress overhead: mix+progress / mix = {progress_ratio:.3f} (target <= 1.10)"
+    )
     print(f"MajorMix overhead: mix / plain = {mix_ratio:.3f} (target <= 1.03)")
     print(f"ratio: {mix_ratio:.3f}")
     return mix_ratio, progress_ratio
@@ -150,10 +168,18 @@ def main(argv):
         rounds, steps, warmup = 2, 3, 2
     else:
         rounds, steps, warmup = FLAGS.rounds, FLAGS.steps, FLAGS.warmup
-    for name, value in (("rounds", rounds), ("steps", steps), ("batch_size", FLAGS.batch_size)):
+    for name, value in (
+        ("rounds", rounds),
+        ("steps", steps),
+        ("batch_size", FLAGS.batch_size),
+    ):
         if value < 1:
-            raise app.UsageError(f"--{name} must be >= 1. Received: --{name}={value}.")
-    jit_compile = {"auto": "auto", "true": True, "false": False}[FLAGS.jit_compile]
+            raise app.UsageError(
+                f"--{name} must be >= 1. Received: --{name}={value}."
+            )
+    jit_compile = {"auto": "auto", "true": True, "false": False}[
+        FLAGS.jit_compile
+    ]
     run(rounds, steps, warmup, FLAGS.batch_size, jit_compile)
 
 

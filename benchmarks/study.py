@@ -57,34 +57,105 @@ METHODS = {
     "mixup": ("input MixUp", "baseline", ["--batch_mixer=mixup"]),
     "remix": ("Remix", "baseline", ["--batch_mixer=remix"]),
     "mm": ("CE + MajorMix", "majormix", _MIX),
-    "mm_stop50": ("MajorMix for the first 50 %, then CE", "majormix",
-                  _MIX + ["--mix_schedule=stop", "--mix_stop_fraction=0.5"]),
-    "mm_decay": ("MajorMix, strength decaying linearly to 0", "majormix",
-                 _MIX + ["--mix_schedule=linear", "--mix_final_strength=0"]),
-    "mm_then_drw": ("MajorMix for 80 %, then DRW", "majormix",
-                    _MIX + ["--mix_schedule=stop", "--mix_stop_fraction=0.8", *_DRW]),
-    "ldam_drw_mm": ("LDAM-DRW + MajorMix off at DRW", "majormix",
-                    _MIX + ["--mix_schedule=stop", "--mix_stop_fraction=0.8", "--loss=ldam", *_DRW]),
-    "mm_graded": ("MajorMix, frequency-graded (gamma 1)", "majormix",
-                  _MIX + ["--frequency_gamma=1"]),
+    "mm_stop50": (
+        "MajorMix for the first 50 %, then CE",
+        "majormix",
+        _MIX + ["--mix_schedule=stop", "--mix_stop_fraction=0.5"],
+    ),
+    "mm_decay": (
+        "MajorMix, strength decaying linearly to 0",
+        "majormix",
+        _MIX + ["--mix_schedule=linear", "--mix_final_strength=0"],
+    ),
+    "mm_then_drw": (
+        "MajorMix for 80 %, then DRW",
+        "majormix",
+        _MIX + ["--mix_schedule=stop", "--mix_stop_fraction=0.8", *_DRW],
+    ),
+    "ldam_drw_mm": (
+        "LDAM-DRW + MajorMix off at DRW",
+        "majormix",
+        _MIX
+        + [
+            "--mix_schedule=stop",
+            "--mix_stop_fraction=0.8",
+            "--loss=ldam",
+            *_DRW,
+        ],
+    ),
+    "mm_graded": (
+        "MajorMix, frequency-graded (gamma 1)",
+        "majormix",
+        _MIX + ["--frequency_gamma=1"],
+    ),
     "mm_stem": ("MajorMix at stem", "majormix", _MIX[1:] + ["--mix_at=stem"]),
-    "mm_stage2": ("MajorMix at stage2", "majormix", _MIX[1:] + ["--mix_at=stage2"]),
-    "mm_stage3": ("MajorMix at stage3", "majormix", _MIX[1:] + ["--mix_at=stage3"]),
+    "mm_stage2": (
+        "MajorMix at stage2",
+        "majormix",
+        _MIX[1:] + ["--mix_at=stage2"],
+    ),
+    "mm_stage3": (
+        "MajorMix at stage3",
+        "majormix",
+        _MIX[1:] + ["--mix_at=stage3"],
+    ),
     "mm_pool": ("MajorMix at pool", "majormix", _MIX[1:] + ["--mix_at=pool"]),
-    "mm_s025": ("MajorMix strength 0.25", "majormix", [_MIX[0], _MIX[2], "--strength=0.25"]),
-    "mm_s075": ("MajorMix strength 0.75", "majormix", [_MIX[0], _MIX[2], "--strength=0.75"]),
-    "mm_s100": ("MajorMix strength 1", "majormix", [_MIX[0], _MIX[2], "--strength=1"]),
-    "mm_beta": ("MajorMix, u ~ Beta(0.5, 0.5)", "majormix",
-                _MIX + ["--distribution=beta", "--alpha=0.5"]),
-    "mm_t02": ("MajorMix threshold 0.2", "majormix", _MIX[:2] + ["--major_threshold=0.2"]),
-    "mm_graded05": ("MajorMix, frequency-graded (gamma 0.5)", "majormix",
-                    _MIX + ["--frequency_gamma=0.5"]),
+    "mm_s025": (
+        "MajorMix strength 0.25",
+        "majormix",
+        [_MIX[0], _MIX[2], "--strength=0.25"],
+    ),
+    "mm_s075": (
+        "MajorMix strength 0.75",
+        "majormix",
+        [_MIX[0], _MIX[2], "--strength=0.75"],
+    ),
+    "mm_s100": (
+        "MajorMix strength 1",
+        "majormix",
+        [_MIX[0], _MIX[2], "--strength=1"],
+    ),
+    "mm_beta": (
+        "MajorMix, u ~ Beta(0.5, 0.5)",
+        "majormix",
+        _MIX + ["--distribution=beta", "--alpha=0.5"],
+    ),
+    "mm_t02": (
+        "MajorMix threshold 0.2",
+        "majormix",
+        _MIX[:2] + ["--major_threshold=0.2"],
+    ),
+    "mm_graded05": (
+        "MajorMix, frequency-graded (gamma 0.5)",
+        "majormix",
+        _MIX + ["--frequency_gamma=0.5"],
+    ),
 }
-KEY_METHODS = ["ce", "ce_drw", "ldam_drw", "la", "mixup", "remix", "mm", "mm_stop50",
-               "mm_decay", "mm_then_drw", "ldam_drw_mm", "mm_graded"]
+KEY_METHODS = [
+    "ce",
+    "ce_drw",
+    "ldam_drw",
+    "la",
+    "mixup",
+    "remix",
+    "mm",
+    "mm_stop50",
+    "mm_decay",
+    "mm_then_drw",
+    "ldam_drw_mm",
+    "mm_graded",
+]
 ABLATIONS = {
-    "step100": ["mm_stem", "mm_stage2", "mm_stage3", "mm_pool", "mm_s025", "mm_s075",
-                "mm_s100", "mm_beta"],
+    "step100": [
+        "mm_stem",
+        "mm_stage2",
+        "mm_stage3",
+        "mm_pool",
+        "mm_s025",
+        "mm_s075",
+        "mm_s100",
+        "mm_beta",
+    ],
     "exp100": ["mm_t02", "mm_graded05"],
 }
 # The plan's phases, run in this order: (cells, methods, seeds).
@@ -98,13 +169,23 @@ PHASES = {
 }
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("records_dir", os.path.join(REPO, "docs", "benchmark", "study"),
-                    "Where each finished run's record goes (committed), and the report.")
-flags.DEFINE_string("runs_dir", os.path.join(REPO, "runs", "study"),
-                    "Where the runs themselves go (models, logs; not committed).")
-flags.DEFINE_list("phases", [str(p) for p in PHASES], "Phases of the plan to run, in order.")
+flags.DEFINE_string(
+    "records_dir",
+    os.path.join(REPO, "docs", "benchmark", "study"),
+    "Where each finished run's record goes (committed), and the report.",
+)
+flags.DEFINE_string(
+    "runs_dir",
+    os.path.join(REPO, "runs", "study"),
+    "Where the runs themselves go (models, logs; not committed).",
+)
+flags.DEFINE_list(
+    "phases", [str(p) for p in PHASES], "Phases of the plan to run, in order."
+)
 flags.DEFINE_integer("max_runs", None, "Stop after training this many runs.")
-flags.DEFINE_string("machine", platform.node(), "Name of this machine, stored in each record.")
+flags.DEFINE_string(
+    "machine", platform.node(), "Name of this machine, stored in each record."
+)
 
 
 def plan(phases):
@@ -126,8 +207,14 @@ def record_path(cell, method, seed):
 
 def run_flags(cell, method, seed, output_dir):
     """The run.py command line of one run."""
-    return [f"--flagfile={BASE_FLAGFILE}", *CELLS[cell], *METHODS[method][2],
-            f"--seeds={seed}", f"--output_dir={output_dir}", "--verbose=0"]
+    return [
+        f"--flagfile={BASE_FLAGFILE}",
+        *CELLS[cell],
+        *METHODS[method][2],
+        f"--seeds={seed}",
+        f"--output_dir={output_dir}",
+        "--verbose=0",
+    ]
 
 
 def train(cell, method, seed):
@@ -135,14 +222,28 @@ def train(cell, method, seed):
     output_dir = os.path.join(FLAGS.runs_dir, cell, method, f"seed_{seed}")
     command_flags = run_flags(cell, method, seed, output_dir)
     start = time.time()
-    subprocess.run([sys.executable, os.path.join(REPO, "experiments", "run.py"), *command_flags],
-                   check=True, cwd=REPO)
+    subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "experiments", "run.py"),
+            *command_flags,
+        ],
+        check=True,
+        cwd=REPO,
+    )
     wall = time.time() - start
     run_dir = os.path.join(output_dir, f"seed_{seed}")
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
-    record = {"cell": cell, "method": method, "seed": seed, "flags": command_flags[:-2],
-              "wall_s": round(wall, 1), "machine": FLAGS.machine, "metrics": metrics}
+    record = {
+        "cell": cell,
+        "method": method,
+        "seed": seed,
+        "flags": command_flags[:-2],
+        "wall_s": round(wall, 1),
+        "machine": FLAGS.machine,
+        "metrics": metrics,
+    }
     if seed == 0:
         record["curves"] = curves(os.path.join(run_dir, "class_progress.json"))
     write_json(record_path(cell, method, seed), record)
@@ -153,10 +254,18 @@ def curves(progress_path):
     """Per-epoch, per-class series of a run's ClassProgress records, rounded."""
     from kmix.callbacks import class_progress
 
-    history = class_progress.history_from_records(class_progress.read_records(progress_path)[0])
-    return {quantity: {"epoch": [int(e) for e in series["epoch"]],
-                       "value": [[round(float(v), 5) for v in row] for row in series["value"]]}
-            for quantity, series in history.items()}
+    history = class_progress.history_from_records(
+        class_progress.read_records(progress_path)[0]
+    )
+    return {
+        quantity: {
+            "epoch": [int(e) for e in series["epoch"]],
+            "value": [
+                [round(float(v), 5) for v in row] for row in series["value"]
+            ],
+        }
+        for quantity, series in history.items()
+    }
 
 
 def write_json(path, value):
@@ -171,24 +280,36 @@ def write_json(path, value):
 def run_plan():
     jobs = plan(FLAGS.phases)
     todo = [job for job in jobs if not os.path.exists(record_path(*job))]
-    print(f"study: {len(jobs) - len(todo)} of {len(jobs)} runs have records; "
-          f"{len(todo)} to train", flush=True)
+    print(
+        f"study: {len(jobs) - len(todo)} of {len(jobs)} runs have records; "
+        f"{len(todo)} to train",
+        flush=True,
+    )
     for count, job in enumerate(todo[: FLAGS.max_runs], start=1):
-        print(f"study: [{count}/{len(todo)}] {' '.join(map(str, job))} ...", flush=True)
+        print(
+            f"study: [{count}/{len(todo)}] {' '.join(map(str, job))} ...",
+            flush=True,
+        )
         record = train(*job)
         m = record["metrics"]
-        print(f"study: {' '.join(map(str, job))}: test balanced {m['balanced_accuracy']:.4f}, "
-              f"validation {m['validation']['balanced_accuracy']:.4f}, "
-              f"clean train {m['train_clean']['group_accuracy']}, {record['wall_s']:.0f} s",
-              flush=True)
+        print(
+            f"study: {' '.join(map(str, job))}: test balanced {m['balanced_accuracy']:.4f}, "
+            f"validation {m['validation']['balanced_accuracy']:.4f}, "
+            f"clean train {m['train_clean']['group_accuracy']}, {record['wall_s']:.0f} s",
+            flush=True,
+        )
 
 
 def main(argv):
     if len(argv) != 2 or argv[1] not in ("run", "report"):
         raise app.UsageError("Usage: study.py run|report [flags]")
-    unknown = [p for p in FLAGS.phases if not p.isdigit() or int(p) not in PHASES]
+    unknown = [
+        p for p in FLAGS.phases if not p.isdigit() or int(p) not in PHASES
+    ]
     if unknown:
-        raise app.UsageError(f"--phases must list phases from {list(PHASES)}; got {FLAGS.phases!r}.")
+        raise app.UsageError(
+            f"--phases must list phases from {list(PHASES)}; got {FLAGS.phases!r}."
+        )
     if argv[1] == "run":
         run_plan()
     else:

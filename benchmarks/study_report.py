@@ -20,10 +20,14 @@ MIN_SEEDS_TO_CHOOSE = 3
 def load_records(records_dir):
     """{cell: {method: {seed: record}}} of every record under `records_dir`."""
     records = {}
-    for path in sorted(glob.glob(os.path.join(records_dir, "*", "*", "seed_*.json"))):
+    for path in sorted(
+        glob.glob(os.path.join(records_dir, "*", "*", "seed_*.json"))
+    ):
         with open(path) as f:
             record = json.load(f)
-        records.setdefault(record["cell"], {}).setdefault(record["method"], {})[record["seed"]] = record
+        records.setdefault(record["cell"], {}).setdefault(record["method"], {})[
+            record["seed"]
+        ] = record
     return records
 
 
@@ -37,10 +41,17 @@ def method_summary(runs):
         m = runs[seed]["metrics"]
         values["test"].append(m["balanced_accuracy"])
         values["validation"].append(m["validation"]["balanced_accuracy"])
-        for split, key in (("test", "per_class_accuracy"), ("train_clean", "per_class_accuracy")):
-            per_class = np.asarray(m[key] if split == "test" else m["train_clean"][key])
+        for split, key in (
+            ("test", "per_class_accuracy"),
+            ("train_clean", "per_class_accuracy"),
+        ):
+            per_class = np.asarray(
+                m[key] if split == "test" else m["train_clean"][key]
+            )
             for name, members in groups.items():
-                values.setdefault(f"{split}_{name}", []).append(float(per_class[members].mean()))
+                values.setdefault(f"{split}_{name}", []).append(
+                    float(per_class[members].mean())
+                )
     return {
         "seeds": seeds,
         "groups": groups,
@@ -48,17 +59,25 @@ def method_summary(runs):
         "mean": {k: float(np.mean(v)) for k, v in values.items()},
         "std": {k: float(np.std(v)) for k, v in values.items()},
         "wall_s": float(np.mean([runs[s]["wall_s"] for s in seeds])),
-        "per_class_test": np.mean([runs[s]["metrics"]["per_class_accuracy"] for s in seeds], 0).tolist(),
+        "per_class_test": np.mean(
+            [runs[s]["metrics"]["per_class_accuracy"] for s in seeds], 0
+        ).tolist(),
     }
 
 
 def choose_recipe(summaries, methods):
     """The MajorMix-based method of a cell with the best mean validation balanced accuracy."""
-    candidates = [name for name, s in summaries.items()
-                  if methods[name][1] == "majormix" and len(s["seeds"]) >= MIN_SEEDS_TO_CHOOSE]
+    candidates = [
+        name
+        for name, s in summaries.items()
+        if methods[name][1] == "majormix"
+        and len(s["seeds"]) >= MIN_SEEDS_TO_CHOOSE
+    ]
     if not candidates:
         return None
-    return max(candidates, key=lambda name: summaries[name]["mean"]["validation"])
+    return max(
+        candidates, key=lambda name: summaries[name]["mean"]["validation"]
+    )
 
 
 def paired(summaries, a, b):
@@ -68,10 +87,16 @@ def paired(summaries, a, b):
     seeds = [s for s in summaries[a]["seeds"] if s in summaries[b]["seeds"]]
     if not seeds:
         return None
-    test = lambda name, s: summaries[name]["per_seed"]["test"][summaries[name]["seeds"].index(s)]  # noqa: E731
+    test = lambda name, s: summaries[name]["per_seed"]["test"][
+        summaries[name]["seeds"].index(s)
+    ]  # noqa: E731
     diffs = [test(a, s) - test(b, s) for s in seeds]
-    return {"seeds": seeds, "diffs": diffs, "mean": float(np.mean(diffs)),
-            "wins": int(sum(d > 0 for d in diffs))}
+    return {
+        "seeds": seeds,
+        "diffs": diffs,
+        "mean": float(np.mean(diffs)),
+        "wins": int(sum(d > 0 for d in diffs)),
+    }
 
 
 def _pm(summary, key, scale=100.0):
@@ -85,22 +110,45 @@ def cell_section(cell, summaries, methods, recipe):
     lines = [f"### {cell}", ""]
     if "ce" in summaries:
         ce = summaries["ce"]
-        convergence = ", ".join(f"{g} {_pm(ce, f'train_clean_{g}')} %" for g in groups)
-        lines += [f"Convergence: plain CE ends with clean training accuracy {convergence} "
-                  f"(mean ± std over {len(ce['seeds'])} seeds).", ""]
-    header = (["method", "seeds", "validation balanced", "**test balanced**"]
-              + [f"test {g}" for g in groups] + [f"clean train {g}" for g in groups] + ["s/run"])
+        convergence = ", ".join(
+            f"{g} {_pm(ce, f'train_clean_{g}')} %" for g in groups
+        )
+        lines += [
+            f"Convergence: plain CE ends with clean training accuracy {convergence} "
+            f"(mean ± std over {len(ce['seeds'])} seeds).",
+            "",
+        ]
+    header = (
+        ["method", "seeds", "validation balanced", "**test balanced**"]
+        + [f"test {g}" for g in groups]
+        + [f"clean train {g}" for g in groups]
+        + ["s/run"]
+    )
     lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     order = sorted(summaries, key=lambda n: list(methods).index(n))
     for name in order:
         s = summaries[name]
-        label = methods[name][0] + (" ← chosen on validation" if name == recipe else "")
-        row = [label, str(len(s["seeds"])), _pm(s, "validation"), _pm(s, "test")]
-        row += [_pm(s, f"test_{g}") for g in groups] + [_pm(s, f"train_clean_{g}") for g in groups]
+        label = methods[name][0] + (
+            " ← chosen on validation" if name == recipe else ""
+        )
+        row = [
+            label,
+            str(len(s["seeds"])),
+            _pm(s, "validation"),
+            _pm(s, "test"),
+        ]
+        row += [_pm(s, f"test_{g}") for g in groups] + [
+            _pm(s, f"train_clean_{g}") for g in groups
+        ]
         row.append(f"{s['wall_s']:.0f}")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    pairs = [(recipe, "ce"), (recipe, "ldam_drw"), ("mm", "ce"), ("mm_graded", "ce")]
+    pairs = [
+        (recipe, "ce"),
+        (recipe, "ldam_drw"),
+        ("mm", "ce"),
+        ("mm_graded", "ce"),
+    ]
     rows = []
     for a, b in pairs:
         if a is None:
@@ -109,11 +157,19 @@ def cell_section(cell, summaries, methods, recipe):
         if p is None:
             continue
         diffs = ", ".join(f"{100 * d:+.1f}" for d in p["diffs"])
-        rows.append(f"| {methods[a][0]} − {methods[b][0]} | {diffs} | {100 * p['mean']:+.1f} | "
-                    f"{p['wins']}/{len(p['seeds'])} |")
+        rows.append(
+            f"| {methods[a][0]} − {methods[b][0]} | {diffs} | {100 * p['mean']:+.1f} | "
+            f"{p['wins']}/{len(p['seeds'])} |"
+        )
     if rows:
-        lines += ["Paired differences of test balanced accuracy (points), seed by seed:", "",
-                  "| pair | per seed | mean | seeds won |", "|---|---|---|---|", *rows, ""]
+        lines += [
+            "Paired differences of test balanced accuracy (points), seed by seed:",
+            "",
+            "| pair | per seed | mean | seeds won |",
+            "|---|---|---|---|",
+            *rows,
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -122,13 +178,19 @@ def report(records_dir, methods, cells):
     records = load_records(records_dir)
     results, sections = {}, []
     for cell in [c for c in cells if c in records]:
-        summaries = {name: method_summary(runs) for name, runs in records[cell].items()}
+        summaries = {
+            name: method_summary(runs) for name, runs in records[cell].items()
+        }
         recipe = choose_recipe(summaries, methods)
         results[cell] = {"recipe": recipe, "methods": summaries}
         sections.append(cell_section(cell, summaries, methods, recipe))
-    total = sum(len(runs) for cell in records.values() for runs in cell.values())
-    text = (f"<!-- written by `python benchmarks/study.py report` from {total} run records -->\n\n"
-            + "\n".join(sections))
+    total = sum(
+        len(runs) for cell in records.values() for runs in cell.values()
+    )
+    text = (
+        f"<!-- written by `python benchmarks/study.py report` from {total} run records -->\n\n"
+        + "\n".join(sections)
+    )
     with open(os.path.join(records_dir, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(records_dir, "results.json"), "w") as f:
@@ -149,11 +211,19 @@ def write_curves(records, results, methods, records_dir):
     paths = []
     for cell, result in results.items():
         recipe = result["recipe"]
-        runs = {name: records[cell].get(name, {}).get(0) for name in ("ce", recipe) if name}
-        runs = {name: run for name, run in runs.items() if run and "curves" in run}
+        runs = {
+            name: records[cell].get(name, {}).get(0)
+            for name in ("ce", recipe)
+            if name
+        }
+        runs = {
+            name: run for name, run in runs.items() if run and "curves" in run
+        }
         if len(runs) < 2:
             continue
-        groups = class_groups(next(iter(runs.values()))["metrics"]["class_counts"])
+        groups = class_groups(
+            next(iter(runs.values()))["metrics"]["class_counts"]
+        )
         first, last = list(groups)[0], list(groups)[-1]
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
         for (name, run), style in zip(runs.items(), ("-", "--")):
@@ -161,14 +231,32 @@ def write_curves(records, results, methods, records_dir):
             label = methods[name][0]
             for g, members in groups.items():
                 if "clean_accuracy" in c:
-                    values = np.asarray(c["clean_accuracy"]["value"])[:, members].mean(1)
-                    axes[0].plot(c["clean_accuracy"]["epoch"], values, style, label=f"{label}: {g}")
+                    values = np.asarray(c["clean_accuracy"]["value"])[
+                        :, members
+                    ].mean(1)
+                    axes[0].plot(
+                        c["clean_accuracy"]["epoch"],
+                        values,
+                        style,
+                        label=f"{label}: {g}",
+                    )
                 if "val_accuracy" in c:
-                    values = np.asarray(c["val_accuracy"]["value"])[:, members].mean(1)
-                    axes[2].plot(c["val_accuracy"]["epoch"], values, style, label=f"{label}: {g}")
+                    values = np.asarray(c["val_accuracy"]["value"])[
+                        :, members
+                    ].mean(1)
+                    axes[2].plot(
+                        c["val_accuracy"]["epoch"],
+                        values,
+                        style,
+                        label=f"{label}: {g}",
+                    )
             grad = np.asarray(c["feature_grad_norm"]["value"])
-            ratio = grad[:, groups[last]].mean(1) / grad[:, groups[first]].mean(1)
-            axes[1].plot(c["feature_grad_norm"]["epoch"], ratio, style, label=label)
+            ratio = grad[:, groups[last]].mean(1) / grad[:, groups[first]].mean(
+                1
+            )
+            axes[1].plot(
+                c["feature_grad_norm"]["epoch"], ratio, style, label=label
+            )
         axes[0].set_title("clean training accuracy per group")
         axes[1].set_title(f"feature-gradient norm, {last} / {first}")
         axes[1].set_yscale("log")
@@ -178,7 +266,9 @@ def write_curves(records, results, methods, records_dir):
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize="small")
         axes[1].legend(fontsize="small")
-        fig.suptitle(f"Fashion-MNIST {cell}, seed 0: CE vs {methods[recipe][0]} (chosen on validation)")
+        fig.suptitle(
+            f"Fashion-MNIST {cell}, seed 0: CE vs {methods[recipe][0]} (chosen on validation)"
+        )
         fig.tight_layout()
         path = os.path.join(records_dir, f"curves_{cell}.png")
         fig.savefig(path, dpi=110)

@@ -7,8 +7,14 @@ Writes to --output_dir:
     flags.cfg      the resolved flags; `run.py --flagfile=flags.cfg` repeats the run
     seed_<s>/      per seed: metrics.json, model.keras, class_progress.csv/.json,
                    plots, TensorBoard logs (logs/), and backup/ while training
-    metrics.json   per-seed metrics with mean and std over seeds
-    results.md     the same as a table
+    metrics.json   per-seed metrics with mean and std over seeds (floats to 6 decimals)
+    results.md     what run it is, then the same as tables (minor classes marked)
+
+It prints where the data came from, Keras' progress (a bar on a terminal, one
+line per epoch otherwise; --verbose sets it) and ends with a summary: balanced
+test accuracy per class group, the output folder and the files to open.
+TensorFlow's, absl's and tensorflow-datasets' own messages (TensorFlow's C++
+start-up notices included) are hidden unless --log_level asks for them.
 
 A run that is interrupted and started again with the same --output_dir skips
 the seeds already finished and resumes the unfinished one from its last
@@ -17,20 +23,36 @@ completed epoch (keras.callbacks.BackupAndRestore). The flags are those of
 docs/experiments.md explains every flag and config.
 """
 
+import sys
+
 from absl import app
+from absl import flags
 
-from kmix.experiment import flags as experiment_flags
+import cli
 
-FLAGS = experiment_flags.FLAGS
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The flags of `kmix.experiment.flags` and `--log_level`; returns their modules."""
+    from kmix.experiment import flags as experiment_flags
+
+    experiment_flags.define_flags()
+    cli.define_flags()
+    return experiment_flags, cli
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]!r}.")
+    cli.apply_log_level(FLAGS.log_level)
+    from kmix.experiment import flags as experiment_flags
+
     seeds = experiment_flags.check_flags()
     import tensorflow as tf
 
     from kmix import experiment
+    from kmix.experiment import console
     from kmix.experiment import distribution
 
     if FLAGS.deterministic:
@@ -39,16 +61,18 @@ def main(argv):
         strategy = distribution.make_strategy(FLAGS.strategy)
     except ValueError as error:
         raise app.UsageError(str(error))
+    configs = [experiment_flags.config_from_flags(seed) for seed in seeds]
     summary = experiment.run_seeds(
-        [experiment_flags.config_from_flags(seed) for seed in seeds],
+        configs,
         FLAGS.output_dir,
         flags_text=experiment_flags.resolved_flags(),
         strategy=strategy,
-        verbose=FLAGS.verbose,
+        verbose=cli.keras_verbose(),
+        overwrite=FLAGS.overwrite,
     )
-    print(experiment.results_table(summary))
+    print(console.final_summary(summary, FLAGS.output_dir, configs[0]))
 
 
 if __name__ == "__main__":
-    experiment_flags.define_flags()
-    app.run(main)
+    cli.import_tensorflow_quietly(sys.argv)  # before kmix loads it
+    app.run(main, flags_parser=cli.flags_parser(*define_flags()))

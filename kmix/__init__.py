@@ -38,7 +38,9 @@ from kmix.layers.major_mix import MajorMix
 from kmix.layers.mixing_context import mixing_context
 from kmix.models.mix_model import MixModel
 
-if typing.TYPE_CHECKING:  # seen by static readers (mkdocstrings, type checkers) only
+if (
+    typing.TYPE_CHECKING
+):  # seen by static readers (mkdocstrings, type checkers) only
     from kmix.experiment.config import ExperimentConfig
 
 # Submodules imported on first attribute access (PEP 562): they pull in
@@ -49,7 +51,9 @@ _LAZY_SUBMODULES = ("experiment", "plots", "tuning", "weights")
 
 def __getattr__(name):
     if name == "ExperimentConfig":
-        return importlib.import_module(f"{__name__}.experiment.config").ExperimentConfig
+        return importlib.import_module(
+            f"{__name__}.experiment.config"
+        ).ExperimentConfig
     if name in _LAZY_SUBMODULES:
         # Importing a submodule also sets it as an attribute of `kmix`, so
         # this runs once per name.

@@ -66,4 +66,6 @@ def flatten_layers(layer, include_self=True):
     Each layer appears once, in depth-first order; `layer` itself comes first
     when `include_self` is True.
     """
-    return list(layer._flatten_layers(include_self=include_self, recursive=True))
+    return list(
+        layer._flatten_layers(include_self=include_self, recursive=True)
+    )

@@ -17,8 +17,10 @@ Use them with `kmix.MixModel.set_class_loss_weights` or, deferred, with
 `kmix.callbacks.DeferredReweighting`:
 
 >>> counts = [5000, 500, 50]
->>> kmix.class_weights.class_balanced(counts, beta=0.999)   # sums to 3
->>> kmix.class_weights.inverse_frequency(counts)            # sums to 3
+>>> kmix.class_weights.class_balanced(counts, beta=0.999).round(3)  # sums to 3
+array([0.126, 0.317, 2.557])
+>>> kmix.class_weights.inverse_frequency(counts).round(3)  # sums to 3
+array([0.027, 0.27 , 2.703])
 """
 
 import numpy as np
@@ -45,7 +47,9 @@ def inverse_frequency(counts):
     Returns:
         A float64 numpy array of shape `(C,)`.
     """
-    counts = np.asarray(validation.check_class_counts(counts, "counts"), "float64")
+    counts = np.asarray(
+        validation.check_class_counts(counts, "counts"), "float64"
+    )
     raw = np.zeros_like(counts)
     present = counts > 0
     raw[present] = 1.0 / counts[present]
@@ -64,7 +68,9 @@ def class_balanced(counts, beta=0.9999):
 
     Example:
 
-    >>> kmix.class_weights.class_balanced([3, 2, 1], beta=0.5)  # = [36, 42, 63] / 47
+    >>> kmix.class_weights.class_balanced(
+    ...     [3, 2, 1], beta=0.5
+    ... )  # = [36, 42, 63] / 47
     array([0.76595745, 0.89361702, 1.34042553])
 
     Args:
@@ -74,7 +80,9 @@ def class_balanced(counts, beta=0.9999):
     Returns:
         A float64 numpy array of shape `(C,)`.
     """
-    counts = np.asarray(validation.check_class_counts(counts, "counts"), "float64")
+    counts = np.asarray(
+        validation.check_class_counts(counts, "counts"), "float64"
+    )
     beta = validation.check_number("beta", beta, 0.0, 1.0, high_open=True)
     present = counts > 0
     raw = np.zeros_like(counts)
@@ -83,7 +91,9 @@ def class_balanced(counts, beta=0.9999):
     if beta == 0.0:
         raw[present] = 1.0
     else:
-        raw[present] = -np.expm1(np.log(beta)) / -np.expm1(counts[present] * np.log(beta))
+        raw[present] = -np.expm1(np.log(beta)) / -np.expm1(
+            counts[present] * np.log(beta)
+        )
     return _normalize(raw, present)
 
 

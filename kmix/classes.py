@@ -26,8 +26,8 @@ def integer_labels(labels):
 
     Example:
 
-    >>> import kmix
-    >>> kmix.classes.integer_labels([[0.0, 1.0], [1.0, 0.0]]).tolist()
+    >>> labels = kmix.classes.integer_labels([[0.0, 1.0], [1.0, 0.0]])
+    >>> keras.ops.convert_to_numpy(labels).tolist()
     [1, 0]
     """
     labels = ops.convert_to_tensor(labels)
@@ -47,8 +47,8 @@ def one_hot_labels(labels, num_classes, name="labels"):
 
     Example:
 
-    >>> import kmix
-    >>> kmix.classes.one_hot_labels([2, 0], 3).tolist()
+    >>> labels = kmix.classes.one_hot_labels([2, 0], 3)
+    >>> keras.ops.convert_to_numpy(labels).tolist()
     [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]
     """
     labels = ops.convert_to_tensor(labels)
@@ -118,7 +118,9 @@ def mixing_probabilities(
     Example:
 
     >>> import kmix
-    >>> kmix.classes.mixing_probabilities([1000, 100, 10], frequency_gamma=1.0).tolist()
+    >>> kmix.classes.mixing_probabilities(
+    ...     [1000, 100, 10], frequency_gamma=1.0
+    ... ).tolist()
     [1.0, 0.10000000149011612, 0.009999999776482582]
     """
     mix_prob = validation.check_number("mix_prob", mix_prob, 0.0, 1.0)
@@ -198,7 +200,11 @@ def class_groups(
         order = np.argsort(-counts, kind="stable")
         third = max(1, len(counts) // 3)
         cut = max(third, len(counts) - third)
-        groups = {"many": order[:third], "medium": order[third:cut], "few": order[cut:]}
+        groups = {
+            "many": order[:third],
+            "medium": order[third:cut],
+            "few": order[cut:],
+        }
     return {
         name: sorted(int(c) for c in members)
         for name, members in groups.items()
@@ -221,9 +227,9 @@ def per_class_recall(labels, predictions, num_classes):
     labels = np.asarray(labels).reshape(-1).astype("int64")
     predictions = np.asarray(predictions).reshape(-1).astype("int64")
     total = np.bincount(labels, minlength=num_classes)[:num_classes]
-    correct = np.bincount(
-        labels[labels == predictions], minlength=num_classes
-    )[:num_classes]
+    correct = np.bincount(labels[labels == predictions], minlength=num_classes)[
+        :num_classes
+    ]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, correct / np.maximum(total, 1), np.nan)
 

@@ -1,4 +1,4 @@
-"""Deprecated: `ExperimentConfig` lives in `kmix.experiment.config` (import `kmix.ExperimentConfig`)."""
+"""Deprecated: use `kmix.ExperimentConfig` (defined in `kmix.experiment.config`)."""
 
 import warnings
 

@@ -1,15 +1,20 @@
 """Argument checks shared by kmix: each error names the argument, the value
 received and what was expected."""
 
+import math
 import numbers
 
 import numpy as np
 
 
-def check_number(name, value, low=None, high=None, low_open=False, high_open=False):
-    """Checks that `value` is a real number in the given interval.
+def check_number(
+    name, value, low=None, high=None, low_open=False, high_open=False
+):
+    """Checks that `value` is a finite real number in the given interval.
 
-    Returns the value as a Python float.
+    NaN and infinities are rejected even where the interval has no bound
+    (a loss scale, a margin or a learning rate of `inf` only turns the loss
+    into NaN). Returns the value as a Python float.
 
     Example:
 
@@ -22,9 +27,15 @@ def check_number(name, value, low=None, high=None, low_open=False, high_open=Fal
             f"(of type {type(value).__name__})."
         )
     value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(
+            f"Argument `{name}` must be a finite number. Received: {name}={value!r}."
+        )
     too_low = low is not None and (value <= low if low_open else value < low)
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high or np.isnan(value):
+    too_high = high is not None and (
+        value >= high if high_open else value > high
+    )
+    if too_low or too_high:
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
         low_text = "-inf" if low is None else low
@@ -44,7 +55,11 @@ def check_int(name, value, minimum):
     >>> check_int("epochs", 200, 1)
     200
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Integral)
+        or value < minimum
+    ):
         raise ValueError(
             f"Argument `{name}` must be an int >= {minimum}. Received: {name}={value!r}."
         )
@@ -84,8 +99,13 @@ def check_class_counts(class_counts, name="class_counts"):
             f"Argument `{name}` must be a non-empty 1-D sequence with one "
             f"count per class. Received: {name}={class_counts!r}."
         )
-    if not (np.issubdtype(array.dtype, np.integer) or
-            (np.issubdtype(array.dtype, np.floating) and np.all(np.mod(array, 1) == 0))):
+    if not (
+        np.issubdtype(array.dtype, np.integer)
+        or (
+            np.issubdtype(array.dtype, np.floating)
+            and np.all(np.mod(array, 1) == 0)
+        )
+    ):
         raise ValueError(
             f"Argument `{name}` must contain integer counts. "
             f"Received: {name}={class_counts!r}."
@@ -101,3 +121,116 @@ def check_class_counts(class_counts, name="class_counts"):
             f"Received: {name}={class_counts!r}."
         )
     return [int(c) for c in array]
+
+
+def check_label_values(labels, num_classes=None, name="labels"):
+    """Checks the values of a batch of labels; returns the labels unchanged.
+
+    Integer-form labels (shape `(batch,)` or `(batch, 1)`, of any dtype)
+    must be whole numbers: a float label such as 2.5 would otherwise be
+    truncated to a class index without a word. With `num_classes`, every
+    class index (the argmax of one-hot or soft rows) must lie in
+    `[0, num_classes)`: an index outside it would otherwise select no class
+    (a loss of 0) or fail inside a gather with a bare TensorFlow error.
+
+    Eager tensors and numpy arrays are checked at once (`ValueError`). In a
+    traced TensorFlow function (e.g. `fit`'s training step) the checks are
+    assertion ops, and the returned labels depend on them, so every op that
+    uses the returned labels runs after the checks: an out-of-range label
+    raises `InvalidArgumentError` with this message, never a bare
+    `GatherV2` error. XLA (`jit_compile=True`) compiles assertions away.
+    On other backends a traced function is not checked.
+
+    Example:
+
+    >>> labels = check_label_values(np.array([0, 2, 1]), num_classes=3)
+    >>> check_label_values(np.array([0, 3]), num_classes=3)
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `labels` must hold class indices in [0, 3)...
+    """
+    # Imported here: this module stays importable without a backend.
+    import keras
+    from keras import ops
+
+    from kmix.classes import integer_labels
+
+    labels = ops.convert_to_tensor(labels)
+    shape = tuple(labels.shape)
+    integer_form = len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1)
+    may_be_fractional = integer_form and keras.backend.is_float_dtype(
+        labels.dtype
+    )
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if tensorflow:
+        import tensorflow as tf
+
+        eager = tf.executing_eagerly()
+    else:
+        eager = not _is_traced(labels)
+    if eager:
+        values = np.asarray(ops.convert_to_numpy(labels))
+        if (
+            may_be_fractional
+            and values.size
+            and not np.all(np.mod(values, 1) == 0)
+        ):
+            bad = values[np.mod(values, 1) != 0].reshape(-1)[:3].tolist()
+            raise ValueError(
+                f"Argument `{name}` must hold integer class indices (labels of "
+                f"shape (batch,) or (batch, 1)) or one-hot / soft rows of shape "
+                f"(batch, num_classes). Received fractional labels such as "
+                f"{bad}: they would be truncated to class indices."
+            )
+        if num_classes is not None and values.size:
+            indices = np.asarray(ops.convert_to_numpy(integer_labels(labels)))
+            low, high = int(indices.min()), int(indices.max())
+            if low < 0 or high >= int(num_classes):
+                raise ValueError(
+                    f"Argument `{name}` must hold class indices in "
+                    f"[0, {int(num_classes)}). Received labels with values in "
+                    f"[{low}, {high}]."
+                )
+        return labels
+    if not tensorflow:
+        return labels
+    checks = []
+    if may_be_fractional:
+        checks.append(
+            tf.debugging.assert_equal(
+                labels,
+                tf.round(labels),
+                message=f"Argument `{name}` must hold integer class indices (or one-hot / "
+                "soft rows of shape (batch, num_classes)); received fractional labels, "
+                "which would be truncated to class indices.",
+            )
+        )
+    if num_classes is not None:
+        indices = integer_labels(labels)
+        message = (
+            f"Argument `{name}` must hold class indices in [0, {int(num_classes)}) "
+            "(the model's classes)."
+        )
+        checks.append(
+            tf.debugging.assert_non_negative(indices, message=message)
+        )
+        checks.append(
+            tf.debugging.assert_less(
+                indices,
+                tf.constant(int(num_classes), indices.dtype),
+                message=message,
+            )
+        )
+    if not checks:
+        return labels
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
+
+
+def _is_traced(tensor):
+    """Whether `tensor` is a tracer of a JAX or PyTorch compiled function."""
+    try:
+        np.asarray(tensor)
+    except Exception:  # noqa: BLE001 (tracers refuse conversion, each in its own way)
+        return True
+    return False

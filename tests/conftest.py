@@ -29,5 +29,7 @@ def two_cpu_strategy():
     """
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
-        pytest.skip("needs two logical CPU devices (TensorFlow started before conftest.py)")
+        pytest.skip(
+            "needs two logical CPU devices (TensorFlow started before conftest.py)"
+        )
     return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])

@@ -22,7 +22,9 @@ def _numpy(x):
         np.array([[2], [0], [1], [1]], "int64"),
         np.array([2.0, 0.0, 1.0, 1.0], "float32"),  # Loss casts labels to float
         np.eye(3, dtype="float32")[[2, 0, 1, 1]],  # one-hot
-        np.array([[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0, 1, 0]]),  # soft / scores
+        np.array(
+            [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0, 1, 0]]
+        ),  # soft / scores
     ],
 )
 def test_integer_labels_read_every_label_layout_the_same(labels):
@@ -36,13 +38,17 @@ def test_one_hot_labels_make_float32_rows_and_keep_soft_labels():
         _numpy(classes.one_hot_labels([2, 0], 3)), [[0, 0, 1], [1, 0, 0]]
     )
     np.testing.assert_array_equal(
-        _numpy(classes.one_hot_labels(np.array([[1], [2]]), 3)), [[0, 1, 0], [0, 0, 1]]
+        _numpy(classes.one_hot_labels(np.array([[1], [2]]), 3)),
+        [[0, 1, 0], [0, 0, 1]],
     )
     soft = np.array([[0.25, 0.75, 0.0]], "float64")
     result = classes.one_hot_labels(soft, 3)
     assert result.dtype == "float32"
     np.testing.assert_allclose(_numpy(result), soft)
-    with pytest.raises(ValueError, match=r"`y_true` must hold .* Received: y_true of shape \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`y_true` must hold .* Received: y_true of shape \(2, 4\)",
+    ):
         classes.one_hot_labels(np.zeros((2, 4)), 3, name="y_true")
 
 
@@ -51,15 +57,27 @@ def test_one_hot_labels_make_float32_rows_and_keep_soft_labels():
 
 def test_major_class_mask_is_counts_at_least_threshold_times_largest():
     counts = [1000, 500, 499, 10]
-    np.testing.assert_array_equal(classes.major_class_mask(counts), [1, 1, 0, 0])
-    np.testing.assert_array_equal(classes.major_class_mask(counts, 0.01), [1, 1, 1, 1])
-    np.testing.assert_array_equal(classes.major_class_mask(counts, 0.011), [1, 1, 1, 0])
-    np.testing.assert_array_equal(classes.major_class_mask(counts, 1.0), [1, 0, 0, 0])
-    np.testing.assert_array_equal(classes.major_class_mask([7, 7, 7]), [1, 1, 1])
+    np.testing.assert_array_equal(
+        classes.major_class_mask(counts), [1, 1, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        classes.major_class_mask(counts, 0.01), [1, 1, 1, 1]
+    )
+    np.testing.assert_array_equal(
+        classes.major_class_mask(counts, 0.011), [1, 1, 1, 0]
+    )
+    np.testing.assert_array_equal(
+        classes.major_class_mask(counts, 1.0), [1, 0, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        classes.major_class_mask([7, 7, 7]), [1, 1, 1]
+    )
 
 
 def test_explicit_major_classes_override_the_threshold():
-    mask = classes.major_class_mask([1000, 500, 10], major_threshold=0.5, major_classes=[2])
+    mask = classes.major_class_mask(
+        [1000, 500, 10], major_threshold=0.5, major_classes=[2]
+    )
     np.testing.assert_array_equal(mask, [False, False, True])
     assert classes.check_major_classes((3, 1, 3)) == [1, 3]
     assert classes.check_major_classes(None) is None
@@ -86,9 +104,12 @@ def test_major_rule_is_the_same_in_the_layer_metric_and_plots():
     for _ in range(20):
         counts = rng.randint(1, 1000, size=rng.randint(2, 12)).tolist()
         threshold = float(rng.choice([0.05, 0.2, 0.5, 0.9, 1.0]))
-        expected = np.flatnonzero(classes.major_class_mask(counts, threshold)).tolist()
+        expected = np.flatnonzero(
+            classes.major_class_mask(counts, threshold)
+        ).tolist()
         metric = kmix.metrics.GroupAccuracy.from_class_counts(
-            counts, scheme="step", major_threshold=threshold)
+            counts, scheme="step", major_threshold=threshold
+        )
         assert metric.groups.get("major", []) == expected
         assert kmix.plots.major_classes_of(counts, threshold) == expected
         probabilities = classes.mixing_probabilities(counts, threshold)
@@ -100,10 +121,12 @@ def test_major_rule_is_the_same_in_the_layer_metric_and_plots():
 
 def test_threshold_mixing_probabilities_are_mix_prob_on_major_classes():
     np.testing.assert_array_equal(
-        classes.mixing_probabilities([1000, 600, 100], mix_prob=0.5), [0.5, 0.5, 0.0]
+        classes.mixing_probabilities([1000, 600, 100], mix_prob=0.5),
+        [0.5, 0.5, 0.0],
     )
     np.testing.assert_array_equal(
-        classes.mixing_probabilities([1000, 600, 100], major_classes=[2]), [0, 0, 1]
+        classes.mixing_probabilities([1000, 600, 100], major_classes=[2]),
+        [0, 0, 1],
     )
     result = classes.mixing_probabilities([4, 2])
     assert result.dtype == np.float32
@@ -112,22 +135,31 @@ def test_threshold_mixing_probabilities_are_mix_prob_on_major_classes():
 def test_frequency_graded_mixing_probabilities_follow_count_ratio_to_gamma():
     counts = [1000, 250, 10]
     np.testing.assert_allclose(
-        classes.mixing_probabilities(counts, frequency_gamma=1.0), [1.0, 0.25, 0.01], rtol=1e-6
+        classes.mixing_probabilities(counts, frequency_gamma=1.0),
+        [1.0, 0.25, 0.01],
+        rtol=1e-6,
     )
     np.testing.assert_allclose(
         classes.mixing_probabilities(counts, frequency_gamma=0.5, mix_prob=0.8),
-        [0.8, 0.4, 0.08], rtol=1e-6,
+        [0.8, 0.4, 0.08],
+        rtol=1e-6,
     )
     np.testing.assert_allclose(
-        classes.mixing_probabilities(counts, frequency_gamma=0.0), [1.0, 1.0, 1.0]
+        classes.mixing_probabilities(counts, frequency_gamma=0.0),
+        [1.0, 1.0, 1.0],
     )
     # The threshold plays no part in the graded rule.
     np.testing.assert_allclose(
-        classes.mixing_probabilities(counts, major_threshold=1.0, frequency_gamma=2.0),
-        [1.0, 0.0625, 1e-4], rtol=1e-6,
+        classes.mixing_probabilities(
+            counts, major_threshold=1.0, frequency_gamma=2.0
+        ),
+        [1.0, 0.0625, 1e-4],
+        rtol=1e-6,
     )
     with pytest.raises(ValueError, match="give one"):
-        classes.mixing_probabilities(counts, major_classes=[0], frequency_gamma=1.0)
+        classes.mixing_probabilities(
+            counts, major_classes=[0], frequency_gamma=1.0
+        )
     with pytest.raises(ValueError, match="frequency_gamma"):
         classes.mixing_probabilities(counts, frequency_gamma=-1.0)
     with pytest.raises(ValueError, match="mix_prob"):
@@ -139,12 +171,17 @@ def test_frequency_graded_mixing_probabilities_follow_count_ratio_to_gamma():
 
 def test_step_groups_are_major_and_minor():
     assert classes.class_groups([5000] * 3 + [50] * 2) == {
-        "major": [0, 1, 2], "minor": [3, 4]}
+        "major": [0, 1, 2],
+        "minor": [3, 4],
+    }
     assert classes.class_groups([50, 5000, 50], scheme="step") == {
-        "major": [1], "minor": [0, 2]}
+        "major": [1],
+        "minor": [0, 2],
+    }
     # The step threshold moves classes between the groups.
-    assert classes.class_groups([100, 40, 30, 10], scheme="step", major_threshold=0.3) == {
-        "major": [0, 1, 2], "minor": [3]}
+    assert classes.class_groups(
+        [100, 40, 30, 10], scheme="step", major_threshold=0.3
+    ) == {"major": [0, 1, 2], "minor": [3]}
     # One distinct count: every class is major.
     assert classes.class_groups([7, 7, 7]) == {"major": [0, 1, 2]}
 
@@ -152,33 +189,58 @@ def test_step_groups_are_major_and_minor():
 def test_long_tail_groups_are_thirds_of_the_count_ranking():
     counts = [6000, 3594, 2153, 1290, 773, 463, 277, 166, 99, 60]
     assert classes.class_groups(counts) == {
-        "many": [0, 1, 2], "medium": [3, 4, 5, 6], "few": [7, 8, 9]}
+        "many": [0, 1, 2],
+        "medium": [3, 4, 5, 6],
+        "few": [7, 8, 9],
+    }
     # The ranking is by count, not by label; ties keep label order.
-    assert classes.class_groups([5, 50, 500, 50, 5, 500], scheme="long_tail") == {
-        "many": [2, 5], "medium": [1, 3], "few": [0, 4]}
-    assert classes.class_groups([30, 20, 10]) == {"many": [0], "medium": [1], "few": [2]}
-    assert classes.class_groups([30, 10], scheme="long_tail") == {"many": [0], "few": [1]}
+    assert classes.class_groups(
+        [5, 50, 500, 50, 5, 500], scheme="long_tail"
+    ) == {"many": [2, 5], "medium": [1, 3], "few": [0, 4]}
+    assert classes.class_groups([30, 20, 10]) == {
+        "many": [0],
+        "medium": [1],
+        "few": [2],
+    }
+    assert classes.class_groups([30, 10], scheme="long_tail") == {
+        "many": [0],
+        "few": [1],
+    }
     # Seven classes: 2 / 3 / 2.
     assert classes.class_groups([7, 6, 5, 4, 3, 2, 1]) == {
-        "many": [0, 1], "medium": [2, 3, 4], "few": [5, 6]}
+        "many": [0, 1],
+        "medium": [2, 3, 4],
+        "few": [5, 6],
+    }
 
 
 def test_shots_groups_use_the_absolute_thresholds():
     counts = [1000, 300, 100, 50, 20, 19, 3]
     assert classes.class_groups(counts, scheme="shots") == {
-        "many": [0, 1], "medium": [2, 3, 4], "few": [5, 6]}
-    assert classes.class_groups(counts, scheme="shots", many_threshold=60, few_threshold=50) == {
-        "many": [0, 1, 2], "medium": [3], "few": [4, 5, 6]}
+        "many": [0, 1],
+        "medium": [2, 3, 4],
+        "few": [5, 6],
+    }
+    assert classes.class_groups(
+        counts, scheme="shots", many_threshold=60, few_threshold=50
+    ) == {"many": [0, 1, 2], "medium": [3], "few": [4, 5, 6]}
     with pytest.raises(ValueError, match="few_threshold"):
-        classes.class_groups(counts, scheme="shots", many_threshold=10, few_threshold=20)
+        classes.class_groups(
+            counts, scheme="shots", many_threshold=10, few_threshold=20
+        )
     with pytest.raises(ValueError, match="scheme"):
         classes.class_groups(counts, scheme="thirds")
 
 
 def test_group_accuracy_takes_its_groups_from_class_groups():
-    for counts in ([5000] * 5 + [50] * 5, [6000, 3594, 2153, 1290, 773, 463, 277, 166, 99, 60]):
+    for counts in (
+        [5000] * 5 + [50] * 5,
+        [6000, 3594, 2153, 1290, 773, 463, 277, 166, 99, 60],
+    ):
         for scheme in classes.GROUP_SCHEMES:
-            metric = kmix.metrics.GroupAccuracy.from_class_counts(counts, scheme=scheme)
+            metric = kmix.metrics.GroupAccuracy.from_class_counts(
+                counts, scheme=scheme
+            )
             assert metric.groups == classes.class_groups(counts, scheme=scheme)
 
 
@@ -193,7 +255,9 @@ def test_per_class_recall_is_accuracy_on_each_true_class():
     np.testing.assert_allclose(recall[[0, 1, 3]], [2 / 3, 0.5, 0.0])
     assert np.isnan(recall[2])  # class 2 has no example
     np.testing.assert_allclose(
-        classes.per_class_recall(np.array(labels)[:, None], np.array(predictions)[:, None], 4),
+        classes.per_class_recall(
+            np.array(labels)[:, None], np.array(predictions)[:, None], 4
+        ),
         recall,
     )
 

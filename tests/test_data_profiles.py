@@ -102,7 +102,9 @@ def test_explicit_list_and_dict_profiles():
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(
+        ValueError, match=message.replace("[", r"\[").replace("]", r"\]")
+    ):
         imbalance_counts([500, 500, 500, 500], **kwargs)
 
 
@@ -140,10 +142,14 @@ def test_subsample_indices_is_deterministic_and_seeded():
     labels = np.random.RandomState(0).randint(0, 10, size=5000)
     counts = imbalance_counts(np.bincount(labels), "exp", 20)
     first = subsample_indices(labels, counts, seed=11)
-    np.testing.assert_array_equal(first, subsample_indices(labels, counts, seed=11))
+    np.testing.assert_array_equal(
+        first, subsample_indices(labels, counts, seed=11)
+    )
     assert not np.array_equal(first, subsample_indices(labels, counts, seed=12))
     assert len(np.unique(first)) == len(first) == sum(counts)
-    np.testing.assert_array_equal(np.bincount(labels[first], minlength=10), counts)
+    np.testing.assert_array_equal(
+        np.bincount(labels[first], minlength=10), counts
+    )
     # Grouped by class, in ascending label order.
     assert np.all(np.diff(labels[first]) >= 0)
 

@@ -20,7 +20,9 @@ def test_probe_is_identity_in_training_and_inference():
     probe = FeatureProbe()
     probe.add_gradient_observer(lambda gradient, labels: None)
     for training in (False, True):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(probe(h, training=training)), h)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(probe(h, training=training)), h
+        )
     with kmix.mixing_context(labels=np.arange(6) % 3):
         out = probe(h, training=True)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), h)
@@ -59,7 +61,9 @@ def test_observer_sees_loss_gradient_and_integer_labels_once_per_backward_pass()
             out = probe(h, training=True)
         loss = tf.reduce_sum(weights * out)
     # The gradient passes on unchanged: d loss / d h = weights.
-    np.testing.assert_array_equal(tape.gradient(loss, h).numpy(), weights.numpy())
+    np.testing.assert_array_equal(
+        tape.gradient(loss, h).numpy(), weights.numpy()
+    )
     np.testing.assert_array_equal(seen_gradient.numpy(), weights.numpy())
     np.testing.assert_array_equal(seen_labels.numpy(), [0, 1, 2, 2, 1, 0])
     assert int(calls.numpy()) == 1
@@ -79,7 +83,9 @@ def test_observer_is_not_called_outside_training_or_mixing_context():
             else:
                 out = probe(h, training=training)
             loss = tf.reduce_sum(3.0 * out)
-        np.testing.assert_array_equal(tape.gradient(loss, h).numpy(), np.full((6, 5), 3.0))
+        np.testing.assert_array_equal(
+            tape.gradient(loss, h).numpy(), np.full((6, 5), 3.0)
+        )
     assert int(calls.numpy()) == 0
 
 
@@ -112,7 +118,9 @@ def test_probe_config_and_keras_file_round_trip(tmp_path):
     restored = keras.saving.load_model(tmp_path / "probe.keras")
     assert isinstance(restored.get_layer("features"), FeatureProbe)
     x = _features()
-    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(
+        restored.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ import os
 import subprocess
 import sys
 
-HARNESS = ("kmix.experiment", "kmix.plots", "kmix.tuning", "kmix.weights", "keras_tuner")
+HARNESS = (
+    "kmix.experiment",
+    "kmix.plots",
+    "kmix.tuning",
+    "kmix.weights",
+    "keras_tuner",
+)
 
 # Makes `matplotlib` and `keras_tuner` impossible to import, as if not installed.
 _BLOCK = """
@@ -23,7 +29,11 @@ def _python(code):
     """Runs `code` in a fresh interpreter; returns the JSON it prints last."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -48,8 +58,7 @@ def test_import_kmix_loads_no_harness_tuner_or_extra_matplotlib():
 
 def test_kmix_layers_work_without_matplotlib_and_keras_tuner():
     found = _python(
-        _BLOCK
-        + "import json\n"
+        _BLOCK + "import json\n"
         "import numpy as np\n"
         "import kmix\n"
         "layer = kmix.MajorMix(strength=1.0, seed=1)\n"
@@ -64,7 +73,10 @@ def test_kmix_layers_work_without_matplotlib_and_keras_tuner():
         "    plots_error = str(e)\n"
         "print(json.dumps({'minor_rows': out[2:].tolist(), 'plots_error': plots_error}))\n"
     )
-    assert found["minor_rows"] == [[4.0, 5.0], [6.0, 7.0]]  # minor rows untouched
+    assert found["minor_rows"] == [
+        [4.0, 5.0],
+        [6.0, 7.0],
+    ]  # minor rows untouched
     assert "matplotlib" in found["plots_error"]
 
 

@@ -49,18 +49,28 @@ def test_functional_constructor_and_argument_detection_are_as_assumed():
     inputs = keras.Input((3,))
     outputs = keras.layers.Dense(2)(inputs)
     assert compat.functional_init_arguments((inputs, outputs), {}), HINT
-    assert compat.functional_init_arguments((), {"inputs": inputs, "outputs": outputs}), HINT
-    assert not compat.functional_init_arguments((), {"class_counts": [1, 2]}), HINT
+    assert compat.functional_init_arguments(
+        (), {"inputs": inputs, "outputs": outputs}
+    ), HINT
+    assert not compat.functional_init_arguments((), {"class_counts": [1, 2]}), (
+        HINT
+    )
     assert issubclass(compat.Functional, keras.Model), HINT
 
 
 def test_functional_mix_model_is_a_keras_functional_model():
     inputs = keras.Input((3,))
-    outputs = keras.layers.Dense(2, name="logits")(kmix.MajorMix(name="mix")(inputs))
+    outputs = keras.layers.Dense(2, name="logits")(
+        kmix.MajorMix(name="mix")(inputs)
+    )
     model = kmix.MixModel(inputs, outputs, class_counts=[5, 1])
-    assert isinstance(model, compat.Functional) and isinstance(model, kmix.MixModel), HINT
+    assert isinstance(model, compat.Functional) and isinstance(
+        model, kmix.MixModel
+    ), HINT
     assert model.name.startswith("mix_model"), HINT
-    assert [layer.name for layer in model.layers][-2:] == ["mix", "logits"], HINT
+    assert [layer.name for layer in model.layers][-2:] == ["mix", "logits"], (
+        HINT
+    )
 
 
 def test_flatten_layers_walks_nested_models_once():
@@ -71,9 +81,13 @@ def test_flatten_layers_walks_nested_models_once():
     outer = keras.Model(inputs, outputs, name="outer")
     names = [layer.name for layer in compat.flatten_layers(outer)]
     assert names[0] == "outer", f"flatten_layers gave {names}. {HINT}"
-    assert {"inner", "inner_dense", "head"} <= set(names), f"flatten_layers gave {names}. {HINT}"
+    assert {"inner", "inner_dense", "head"} <= set(names), (
+        f"flatten_layers gave {names}. {HINT}"
+    )
     assert len(names) == len(set(names)), f"flatten_layers gave {names}. {HINT}"
-    assert "outer" not in [layer.name for layer in compat.flatten_layers(outer, include_self=False)]
+    assert "outer" not in [
+        layer.name for layer in compat.flatten_layers(outer, include_self=False)
+    ]
 
 
 def test_keras_still_rewrites_bases_of_functional_subclasses():

@@ -52,10 +52,14 @@ def test_minor_rows_unchanged_and_major_rows_mixed_on_segment():
     assert np.array_equal(out[minor], h[minor])  # bit-identical
     major_rows = np.flatnonzero(~minor)
     changed = [i for i in major_rows if not np.array_equal(out[i], h[i])]
-    assert len(changed) >= len(major_rows) - 1  # only a self-partner is unchanged
+    assert (
+        len(changed) >= len(major_rows) - 1
+    )  # only a self-partner is unchanged
     for i in major_rows:
         coefficients = [
-            _segment_coefficient(out[i], h[i], h[j]) for j in range(len(h)) if j != i
+            _segment_coefficient(out[i], h[i], h[j])
+            for j in range(len(h))
+            if j != i
         ]
         coefficients = [c for c in coefficients if c is not None]
         if np.array_equal(out[i], h[i]):
@@ -75,7 +79,11 @@ def test_partners_form_a_permutation_and_coefficients_cover_range():
         out = _mix(layer, h, labels=labels, counts=[10])
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
         off_diagonal = out - np.diag(np.diag(out))
-        partners = np.where(off_diagonal.max(axis=1) > 0, off_diagonal.argmax(axis=1), np.arange(12))
+        partners = np.where(
+            off_diagonal.max(axis=1) > 0,
+            off_diagonal.argmax(axis=1),
+            np.arange(12),
+        )
         assert sorted(partners) == list(range(12))
         lams.extend(np.diag(out))
     lams = np.array(lams)
@@ -107,7 +115,11 @@ def test_strength_zero_and_mix_prob_zero_are_exact_no_ops(kwargs):
 def test_threshold_one_mixes_only_the_largest_classes():
     h = _features()
     counts = [100, 100, 99, 5]
-    out = _mix(kmix.MajorMix(strength=1.0, major_threshold=1.0, seed=2), h, counts=counts)
+    out = _mix(
+        kmix.MajorMix(strength=1.0, major_threshold=1.0, seed=2),
+        h,
+        counts=counts,
+    )
     largest = np.isin(LABELS, [0, 1])
     assert np.array_equal(out[~largest], h[~largest])
     assert not np.array_equal(out[largest], h[largest])
@@ -147,7 +159,9 @@ def test_beta_distribution_keeps_coefficients_in_range():
     layer = kmix.MajorMix(strength=0.4, distribution="beta", alpha=0.5, seed=9)
     h = np.eye(12, dtype="float32")
     out = _mix(layer, h, labels=np.zeros(12, "int32"), counts=[1])
-    assert np.all(np.diag(out) >= 0.6 - 1e-6) and np.all(np.diag(out) <= 1 + 1e-6)
+    assert np.all(np.diag(out) >= 0.6 - 1e-6) and np.all(
+        np.diag(out) <= 1 + 1e-6
+    )
 
 
 def test_gradients_reach_row_and_partner():
@@ -189,12 +203,20 @@ def test_mixed_precision_float16_inputs():
 
 def test_get_config_round_trip():
     layer = kmix.MajorMix(
-        strength=0.3, major_threshold=0.2, major_classes=[0, 2], mix_prob=0.5,
-        distribution="beta", alpha=2.0, seed=4, name="mix",
+        strength=0.3,
+        major_threshold=0.2,
+        major_classes=[0, 2],
+        mix_prob=0.5,
+        distribution="beta",
+        alpha=2.0,
+        seed=4,
+        name="mix",
     )
     clone = kmix.MajorMix.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
-    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    restored = keras.saving.deserialize_keras_object(
+        keras.saving.serialize_keras_object(layer)
+    )
     assert isinstance(restored, kmix.MajorMix) and restored.alpha == 2.0
 
 
@@ -237,7 +259,9 @@ def test_training_without_labels_raises_clear_error():
 
 
 def test_labels_out_of_range_raise():
-    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="labels"):
+    with pytest.raises(
+        (ValueError, tf.errors.InvalidArgumentError), match="labels"
+    ):
         _mix(kmix.MajorMix(), _features(), labels=LABELS + 1)
     layer = kmix.MajorMix()
     graph_mix = tf.function(
@@ -273,7 +297,9 @@ def test_frequency_gamma_zero_mixes_every_row_and_large_gamma_only_the_largest()
     h = _features()
     every = _mix(kmix.MajorMix(strength=1.0, frequency_gamma=0.0, seed=2), h)
     assert np.sum(np.any(every != h, axis=1)) >= 11  # all but a self-partner
-    largest_only = _mix(kmix.MajorMix(strength=1.0, frequency_gamma=60.0, seed=2), h)
+    largest_only = _mix(
+        kmix.MajorMix(strength=1.0, frequency_gamma=60.0, seed=2), h
+    )
     others = LABELS != 0
     assert np.array_equal(largest_only[others], h[others])
 

@@ -52,7 +52,9 @@ def test_fit_trains_and_loss_decreases():
 def test_plain_keras_model_with_major_mix_refuses_to_train():
     inputs, outputs = _functional()
     model = keras.Model(inputs, outputs)
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x, y = _data(32)
     with pytest.raises(ValueError, match="kmix.MixModel"):
         model.fit(x, y, epochs=1, verbose=0)
@@ -65,11 +67,17 @@ def test_evaluate_and_predict_never_mix():
     plain = keras.Model(inputs, outputs)
     for name in ("hidden", "logits"):
         plain.get_layer(name).set_weights(model.get_layer(name).get_weights())
-    plain.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    plain.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     first = model.evaluate(x, y, verbose=0)
     assert model.evaluate(x, y, verbose=0) == first
-    np.testing.assert_allclose(first, plain.evaluate(x, y, verbose=0), rtol=1e-6)
-    np.testing.assert_array_equal(model.predict(x, verbose=0), plain.predict(x, verbose=0))
+    np.testing.assert_allclose(
+        first, plain.evaluate(x, y, verbose=0), rtol=1e-6
+    )
+    np.testing.assert_array_equal(
+        model.predict(x, verbose=0), plain.predict(x, verbose=0)
+    )
 
 
 def test_training_forward_pass_mixes_only_major_rows():
@@ -88,27 +96,40 @@ def test_one_hot_labels_train_with_categorical_loss():
     x, y = _data()
     inputs, outputs = _functional()
     model = kmix.MixModel(inputs, outputs, class_counts=COUNTS)
-    model.compile("adam", keras.losses.CategoricalCrossentropy(from_logits=True))
+    model.compile(
+        "adam", keras.losses.CategoricalCrossentropy(from_logits=True)
+    )
     history = model.fit(x, np.eye(4)[y], batch_size=32, epochs=3, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
 def test_from_model_wraps_sequential_and_shares_layers():
     base = keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(16), kmix.MajorMix(seed=0), keras.layers.Dense(4)]
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(16),
+            kmix.MajorMix(seed=0),
+            keras.layers.Dense(4),
+        ]
     )
     model = kmix.MixModel.from_model(base, class_counts=COUNTS)
     assert model.layers[-1] is base.layers[-1]
     assert len(model.major_mix_layers) == 1
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x, y = _data(32)
     model.fit(x, y, epochs=1, verbose=0)
-    np.testing.assert_array_equal(model.predict(x, verbose=0), base.predict(x, verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(x, verbose=0), base.predict(x, verbose=0)
+    )
 
 
 def test_from_model_rejects_unbuilt_models():
     with pytest.raises(ValueError, match="keras.Input"):
-        kmix.MixModel.from_model(keras.Sequential([keras.layers.Dense(4)]), COUNTS)
+        kmix.MixModel.from_model(
+            keras.Sequential([keras.layers.Dense(4)]), COUNTS
+        )
     with pytest.raises(TypeError, match="model"):
         kmix.MixModel.from_model("resnet", COUNTS)
 
@@ -127,7 +148,10 @@ class SubclassedMixModel(kmix.MixModel):
 def test_subclassed_model_mixes_in_fit():
     x, y = _data()
     model = SubclassedMixModel(COUNTS)
-    model.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(0.1),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     history = model.fit(x, y, batch_size=16, epochs=5, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     assert model.major_mix_layers == [model.mix]
@@ -144,11 +168,15 @@ def test_keras_file_round_trip_predicts_identically(tmp_path):
     assert isinstance(restored, kmix.MixModel)
     assert restored.class_counts == COUNTS
     assert restored.get_layer("mix").strength == 0.25
-    np.testing.assert_array_equal(restored.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_array_equal(
+        restored.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
     restored.fit(x, y, epochs=1, verbose=0)  # still trains with mixing
 
 
-def test_keras_file_records_public_class_name_and_loads_clearly_without_kmix(tmp_path):
+def test_keras_file_records_public_class_name_and_loads_clearly_without_kmix(
+    tmp_path,
+):
     model = _model()
     path = tmp_path / "model.keras"
     model.save(path)
@@ -157,7 +185,9 @@ def test_keras_file_records_public_class_name_and_loads_clearly_without_kmix(tmp
     registry = keras.saving.get_custom_objects()  # the live global registry
     saved = registry.pop("kmix>MixModel")
     try:  # as if kmix had not been imported
-        with pytest.raises(TypeError, match="Could not locate class 'MixModel'"):
+        with pytest.raises(
+            TypeError, match="Could not locate class 'MixModel'"
+        ):
             keras.saving.load_model(path)
     finally:
         registry["kmix>MixModel"] = saved
@@ -179,12 +209,23 @@ def test_batch_observer_sees_labels_and_predictions_of_every_step():
 
     def observer(y_true, y_pred, sample_weight, training):
         assert sample_weight is None and y_pred.shape[-1] == 4
-        label_sums[training].assign_add(keras.ops.sum(keras.ops.cast(y_true, "float32")))
-        row_counts[training].assign_add(keras.ops.cast(keras.ops.shape(y_pred)[0], "float32"))
+        label_sums[training].assign_add(
+            keras.ops.sum(keras.ops.cast(y_true, "float32"))
+        )
+        row_counts[training].assign_add(
+            keras.ops.cast(keras.ops.shape(y_pred)[0], "float32")
+        )
 
     model.add_batch_observer(observer)
     assert model.batch_observers == (observer,)
-    model.fit(x, y, batch_size=16, epochs=2, verbose=0, validation_data=(x[:32], y[:32]))
+    model.fit(
+        x,
+        y,
+        batch_size=16,
+        epochs=2,
+        verbose=0,
+        validation_data=(x[:32], y[:32]),
+    )
     assert float(label_sums[True].numpy()) == 2 * float(y.sum())
     assert float(row_counts[True].numpy()) == 2 * 48
     assert float(label_sums[False].numpy()) == 2 * float(y[:32].sum())
@@ -209,7 +250,9 @@ def test_inserted_feature_probe_sees_loss_gradient_and_changes_nothing_else():
     gradient_sums = keras.Variable(np.zeros(4, "float32"))
 
     def observer(gradient, labels):
-        norms = keras.ops.sqrt(keras.ops.sum(keras.ops.square(gradient), axis=1))
+        norms = keras.ops.sqrt(
+            keras.ops.sum(keras.ops.square(gradient), axis=1)
+        )
         gradient_sums.assign_add(
             keras.ops.sum(keras.ops.one_hot(labels, 4) * norms[:, None], axis=0)
         )
@@ -219,12 +262,17 @@ def test_inserted_feature_probe_sees_loss_gradient_and_changes_nothing_else():
     model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
     np.testing.assert_array_equal(model.predict(x, verbose=0), before)
     # Reference: d(mean loss)/d(features) with a GradientTape.
-    features = tf.constant(keras.Model(model.input, model.get_layer("mix").output)(x))
+    features = tf.constant(
+        keras.Model(model.input, model.get_layer("mix").output)(x)
+    )
     logits = model.get_layer("logits")
     with tf.GradientTape() as tape:
         tape.watch(features)
-        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-            y, logits(features), from_logits=True))
+        loss = tf.reduce_mean(
+            keras.losses.sparse_categorical_crossentropy(
+                y, logits(features), from_logits=True
+            )
+        )
     norms = np.linalg.norm(tape.gradient(loss, features).numpy(), axis=1)
     expected = [norms[y == c].sum() for c in range(4)]
     np.testing.assert_allclose(gradient_sums.numpy(), expected, rtol=1e-5)
@@ -239,9 +287,13 @@ def test_inserted_feature_probe_sees_loss_gradient_and_changes_nothing_else():
 def test_insert_feature_probe_refuses_subclassed_models_and_nested_sequential_layers():
     with pytest.raises(TypeError, match="FeatureProbe"):
         SubclassedMixModel(COUNTS).insert_feature_probe("dense")
-    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, name="inner_dense")])
+    inner = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(16, name="inner_dense")]
+    )
     inputs = keras.Input((8,))
-    model = kmix.MixModel(inputs, keras.layers.Dense(4)(inner(inputs)), class_counts=COUNTS)
+    model = kmix.MixModel(
+        inputs, keras.layers.Dense(4)(inner(inputs)), class_counts=COUNTS
+    )
     with pytest.raises(ValueError, match="layer='inner_dense'"):
         model.insert_feature_probe("inner_dense")
     assert model.feature_probes == ()
@@ -264,12 +316,19 @@ def test_class_loss_weights_change_loss_within_one_fit():
                 self.model.set_class_loss_weights([3.0] * 4)
 
     history = model.fit(
-        x, y, batch_size=64, epochs=2, verbose=0, callbacks=[TripleWeightsAtEpochOne()]
+        x,
+        y,
+        batch_size=64,
+        epochs=2,
+        verbose=0,
+        callbacks=[TripleWeightsAtEpochOne()],
     )
     first, second = history.history["loss"]
     np.testing.assert_allclose(second, 3.0 * first, rtol=1e-5)
     # Evaluation is not re-weighted.
-    np.testing.assert_allclose(model.evaluate(x, y, verbose=0), first, rtol=1e-5)
+    np.testing.assert_allclose(
+        model.evaluate(x, y, verbose=0), first, rtol=1e-5
+    )
 
 
 def test_class_loss_weights_combine_with_sample_weights():
@@ -277,10 +336,14 @@ def test_class_loss_weights_combine_with_sample_weights():
     model = _model(strength=0.0, optimizer=keras.optimizers.SGD(0.0))
     model.set_class_loss_weights([1.0, 1.0, 0.0, 0.0])
     sample_weight = np.where(y == 0, 2.0, 1.0).astype("float32")
-    loss = model.fit(x, y, sample_weight=sample_weight, batch_size=64, epochs=1, verbose=0)
+    loss = model.fit(
+        x, y, sample_weight=sample_weight, batch_size=64, epochs=1, verbose=0
+    )
     logits = model.predict(x, verbose=0)
     per_example = keras.ops.convert_to_numpy(
-        keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True
+        )
     )
     weights = sample_weight * np.array([1.0, 1.0, 0.0, 0.0])[y]
     expected = np.sum(per_example * weights) / len(y)
@@ -296,7 +359,9 @@ def test_mixed_precision_fit():
         h = kmix.MajorMix(strength=0.5, seed=0)(h)
         outputs = keras.layers.Dense(4, dtype="float32")(h)
         model = kmix.MixModel(inputs, outputs, class_counts=COUNTS)
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.compile(
+            "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        )
         assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         history = model.fit(x, y, batch_size=16, epochs=3, verbose=0)
         assert np.all(np.isfinite(history.history["loss"]))
@@ -312,15 +377,23 @@ def test_xla_fit():
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
-def test_mirrored_strategy_matches_single_device_at_strength_zero(two_cpu_strategy):
+def test_mirrored_strategy_matches_single_device_at_strength_zero(
+    two_cpu_strategy,
+):
     x, y = _data(64)
     single = _model(strength=0.0)
-    single_history = single.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    single_history = single.fit(
+        x, y, batch_size=16, epochs=2, verbose=0, shuffle=False
+    )
     with two_cpu_strategy.scope():
         mirrored = _model(strength=0.0)
-    mirrored_history = mirrored.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False)
+    mirrored_history = mirrored.fit(
+        x, y, batch_size=16, epochs=2, verbose=0, shuffle=False
+    )
     np.testing.assert_allclose(
-        mirrored_history.history["loss"], single_history.history["loss"], rtol=1e-4
+        mirrored_history.history["loss"],
+        single_history.history["loss"],
+        rtol=1e-4,
     )
     for a, b in zip(mirrored.get_weights(), single.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
@@ -339,7 +412,9 @@ def test_mirrored_strategy_mixes_per_replica_with_own_streams(two_cpu_strategy):
             return layer(h, training=True)
 
     outputs = strategy.run(step, args=(tf.constant(batch), tf.constant(labels)))
-    first, second = [o.numpy() for o in strategy.experimental_local_results(outputs)]
+    first, second = [
+        o.numpy() for o in strategy.experimental_local_results(outputs)
+    ]
     for out in (first, second):  # mixed within its own 8 rows: mass sums to 1
         np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-6)
     assert not np.allclose(first, second)  # different random streams
@@ -370,7 +445,9 @@ def test_bad_class_counts_raise(counts, message):
 def test_class_counts_mismatch_detected_for_subclassed_models():
     model = SubclassedMixModel([10, 1])
     model.logits = keras.layers.Dense(3)
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     x, y = _data(16)
     with pytest.raises(ValueError, match="class_counts"):
         model.fit(x, y % 2, epochs=1, verbose=0)

@@ -21,7 +21,9 @@ def _same(a, b):
     assert [(r["epoch"], r["class"], r["quantity"]) for r in a] == [
         (r["epoch"], r["class"], r["quantity"]) for r in b
     ]
-    np.testing.assert_array_equal([r["value"] for r in a], [r["value"] for r in b])
+    np.testing.assert_array_equal(
+        [r["value"] for r in a], [r["value"] for r in b]
+    )
 
 
 def test_rows_for_epoch_are_one_tidy_row_per_class():
@@ -32,11 +34,18 @@ def test_rows_for_epoch_are_one_tidy_row_per_class():
 
 
 def test_csv_and_json_round_trip_with_nan(tmp_path):
-    csv_path, json_path = records.write_records(ROWS, tmp_path / "run", class_counts=[600, 60, 6])
-    assert csv_path.endswith("class_progress.csv") and json_path.endswith("class_progress.json")
+    csv_path, json_path = records.write_records(
+        ROWS, tmp_path / "run", class_counts=[600, 60, 6]
+    )
+    assert csv_path.endswith("class_progress.csv") and json_path.endswith(
+        "class_progress.json"
+    )
     with open(csv_path) as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["epoch", "class", "quantity", "value"] and len(rows) == 9
+    assert (
+        list(rows[0]) == ["epoch", "class", "quantity", "value"]
+        and len(rows) == 9
+    )
     with open(json_path) as f:
         content = json.load(f)
     assert content["class_counts"] == [600, 60, 6]
@@ -54,16 +63,21 @@ def test_history_from_records_gives_one_row_per_epoch():
     history = records.history_from_records(ROWS)
     assert history["train_accuracy"]["epoch"] == [1, 2]
     np.testing.assert_array_equal(
-        history["train_accuracy"]["value"], [[0.5, 0.25, np.nan], [0.75, 0.5, 0.0]]
+        history["train_accuracy"]["value"],
+        [[0.5, 0.25, np.nan], [0.75, 0.5, 0.0]],
     )
-    assert history["feature_grad_norm"] == {"epoch": [2], "value": [[1.5, 3.0, 12.0]]}
+    assert history["feature_grad_norm"] == {
+        "epoch": [2],
+        "value": [[1.5, 3.0, 12.0]],
+    }
 
 
 def test_missing_class_at_an_epoch_reads_as_nan():
     rows = records.rows_for_epoch(1, "val_accuracy", [0.5, 1.0])[:1]
     rows += records.rows_for_epoch(2, "val_accuracy", [0.25, 0.75])
     np.testing.assert_array_equal(
-        records.history_from_records(rows)["val_accuracy"]["value"], [[0.5, np.nan], [0.25, 0.75]]
+        records.history_from_records(rows)["val_accuracy"]["value"],
+        [[0.5, np.nan], [0.25, 0.75]],
     )
 
 

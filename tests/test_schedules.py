@@ -70,14 +70,24 @@ class TraceRecorder(keras.callbacks.Callback):
 
 def test_drw_changes_loss_exactly_at_start_epoch_without_retracing():
     x, y = _data()
-    model = _model(learning_rate=0.0)  # frozen weights: every epoch sees the same logits
+    model = _model(
+        learning_rate=0.0
+    )  # frozen weights: every epoch sees the same logits
     for layer in model.major_mix_layers:
         layer.strength = 0.0
     weights = np.array([0.5, 0.5, 3.0, 3.0])
     recorder = TraceRecorder()
     history = model.fit(
-        x, y, batch_size=16, epochs=5, verbose=0, shuffle=False,
-        callbacks=[kmix.callbacks.DeferredReweighting(weights, start_epoch=3), recorder],
+        x,
+        y,
+        batch_size=16,
+        epochs=5,
+        verbose=0,
+        shuffle=False,
+        callbacks=[
+            kmix.callbacks.DeferredReweighting(weights, start_epoch=3),
+            recorder,
+        ],
     )
     logits = model.predict(x, verbose=0).astype("float64")
     logits -= logits.max(-1, keepdims=True)
@@ -95,14 +105,20 @@ def test_drw_respects_initial_epoch_and_start_epoch_zero():
     drw = kmix.callbacks.DeferredReweighting([2.0, 1.0], start_epoch=0)
     assert drw.weights_at(0) == [2.0, 1.0]
     drw = kmix.callbacks.DeferredReweighting([2.0, 1.0], start_epoch=4)
-    assert [drw.weights_at(e) for e in (3, 4, 9)] == [[1.0, 1.0], [2.0, 1.0], [2.0, 1.0]]
-    assert kmix.callbacks.DeferredReweighting.from_config(drw.get_config()).get_config() == (
-        {"weights": [2.0, 1.0], "start_epoch": 4}
-    )
+    assert [drw.weights_at(e) for e in (3, 4, 9)] == [
+        [1.0, 1.0],
+        [2.0, 1.0],
+        [2.0, 1.0],
+    ]
+    assert kmix.callbacks.DeferredReweighting.from_config(
+        drw.get_config()
+    ).get_config() == ({"weights": [2.0, 1.0], "start_epoch": 4})
 
 
 def test_drw_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="`start_epoch` must be >= 0. Received: start_epoch=-1"):
+    with pytest.raises(
+        ValueError, match="`start_epoch` must be >= 0. Received: start_epoch=-1"
+    ):
         kmix.callbacks.DeferredReweighting([1.0, 2.0], start_epoch=-1)
     with pytest.raises(TypeError, match="`start_epoch` must be an int"):
         kmix.callbacks.DeferredReweighting([1.0, 2.0], start_epoch=1.5)
@@ -118,23 +134,39 @@ def test_drw_bad_arguments_are_rejected():
 def test_mix_schedule_values_per_epoch():
     epochs = range(6)
     linear = kmix.callbacks.MixSchedule("linear", strength=1.0, decay_epochs=4)
-    np.testing.assert_allclose([linear.strength_at(e) for e in epochs], [1, 0.75, 0.5, 0.25, 0, 0])
-    cosine = kmix.callbacks.MixSchedule("cosine", strength=1.0, final_strength=0.2, decay_epochs=4)
+    np.testing.assert_allclose(
+        [linear.strength_at(e) for e in epochs], [1, 0.75, 0.5, 0.25, 0, 0]
+    )
+    cosine = kmix.callbacks.MixSchedule(
+        "cosine", strength=1.0, final_strength=0.2, decay_epochs=4
+    )
     c = (1 + math.cos(math.pi / 4)) / 2  # 0.853553
     np.testing.assert_allclose(
         [cosine.strength_at(e) for e in epochs],
         [1.0, 0.2 + 0.8 * c, 0.6, 0.2 + 0.8 * (1 - c), 0.2, 0.2],
     )
     stop = kmix.callbacks.MixSchedule(strength=0.8, stop_epoch=3)
-    assert [stop.strength_at(e) for e in epochs] == [0.8, 0.8, 0.8, 0.0, 0.0, 0.0]
+    assert [stop.strength_at(e) for e in epochs] == [
+        0.8,
+        0.8,
+        0.8,
+        0.0,
+        0.0,
+        0.0,
+    ]
     custom = kmix.callbacks.MixSchedule(lambda e: 0.1 * e, stop_epoch=5)
-    np.testing.assert_allclose([custom.strength_at(e) for e in epochs], [0, 0.1, 0.2, 0.3, 0.4, 0])
+    np.testing.assert_allclose(
+        [custom.strength_at(e) for e in epochs], [0, 0.1, 0.2, 0.3, 0.4, 0]
+    )
     # `initial` (a layer's own strength) overrides `strength`.
-    np.testing.assert_allclose([linear.strength_at(e, initial=0.8) for e in (0, 2, 4)], [0.8, 0.4, 0.0])
+    np.testing.assert_allclose(
+        [linear.strength_at(e, initial=0.8) for e in (0, 2, 4)], [0.8, 0.4, 0.0]
+    )
     # decay_epochs defaults to epochs - 1 of fit.
     linear_default = kmix.callbacks.MixSchedule("linear", strength=0.5)
     np.testing.assert_allclose(
-        [linear_default.strength_at(e, epochs=3) for e in range(3)], [0.5, 0.25, 0.0]
+        [linear_default.strength_at(e, epochs=3) for e in range(3)],
+        [0.5, 0.25, 0.0],
     )
 
 
@@ -143,18 +175,32 @@ def test_mix_schedule_sets_every_layer_and_logs_inside_fit_without_retracing():
     model = _model(learning_rate=0.05)
     recorder = TraceRecorder()
     history = model.fit(
-        x, y, batch_size=16, epochs=5, verbose=0,
+        x,
+        y,
+        batch_size=16,
+        epochs=5,
+        verbose=0,
         callbacks=[
-            kmix.callbacks.MixSchedule("linear"),  # from each layer's own strength to 0
-            kmix.callbacks.DeferredReweighting([1.0, 1.0, 5.0, 5.0], start_epoch=2),
+            kmix.callbacks.MixSchedule(
+                "linear"
+            ),  # from each layer's own strength to 0
+            kmix.callbacks.DeferredReweighting(
+                [1.0, 1.0, 5.0, 5.0], start_epoch=2
+            ),
             recorder,
         ],
     )
     expected_a = [0.6, 0.45, 0.3, 0.15, 0.0]
     expected_b = [0.4, 0.3, 0.2, 0.1, 0.0]
-    np.testing.assert_allclose(history.history["mix_strength"], expected_a, rtol=1e-6)
-    np.testing.assert_allclose(history.history["mix_strength/mix_a"], expected_a, rtol=1e-6)
-    np.testing.assert_allclose(history.history["mix_strength/mix_b"], expected_b, rtol=1e-6)
+    np.testing.assert_allclose(
+        history.history["mix_strength"], expected_a, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        history.history["mix_strength/mix_a"], expected_a, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        history.history["mix_strength/mix_b"], expected_b, rtol=1e-6
+    )
     recorder.assert_no_retracing(5)
     assert np.all(np.isfinite(history.history["loss"]))
 
@@ -162,7 +208,9 @@ def test_mix_schedule_sets_every_layer_and_logs_inside_fit_without_retracing():
 def test_mix_schedule_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="`schedule` must be one of"):
         kmix.callbacks.MixSchedule("exponential")
-    with pytest.raises(ValueError, match="`stop_epoch` must be >= 0. Received: stop_epoch=-1"):
+    with pytest.raises(
+        ValueError, match="`stop_epoch` must be >= 0. Received: stop_epoch=-1"
+    ):
         kmix.callbacks.MixSchedule(stop_epoch=-1)
     with pytest.raises(ValueError, match="`decay_epochs` must be >= 1"):
         kmix.callbacks.MixSchedule("linear", decay_epochs=0)
@@ -171,7 +219,9 @@ def test_mix_schedule_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match=r"`schedule\(2\)` must be in"):
         kmix.callbacks.MixSchedule(lambda e: e).strength_at(2)
     inputs = keras.Input((2,))
-    model = kmix.MixModel(inputs, keras.layers.Dense(2)(inputs), class_counts=[5, 1])
+    model = kmix.MixModel(
+        inputs, keras.layers.Dense(2)(inputs), class_counts=[5, 1]
+    )
     schedule = kmix.callbacks.MixSchedule(strength=0.5)
     schedule.set_model(model)
     with pytest.raises(ValueError, match="found no `kmix.MajorMix` layer"):
@@ -179,7 +229,9 @@ def test_mix_schedule_bad_arguments_are_rejected():
 
 
 def test_warmup_step_decay_reproduces_the_per_epoch_cifar_lt_rule():
-    schedule = kmix.schedules.WarmupStepDecay(0.1, steps_per_epoch=1, epochs=200)
+    schedule = kmix.schedules.WarmupStepDecay(
+        0.1, steps_per_epoch=1, epochs=200
+    )
     values = np.array([float(schedule(e)) for e in range(200)])
     expected = np.full(200, 0.1)
     expected[:5] = 0.1 * np.arange(1, 6) / 5
@@ -190,7 +242,9 @@ def test_warmup_step_decay_reproduces_the_per_epoch_cifar_lt_rule():
 
 def test_warmup_step_decay_scales_to_any_epoch_count():
     # 20 epochs of 10 steps: warm-up 0.5 epoch = 5 steps, decays at epochs 16 and 18.
-    schedule = kmix.schedules.WarmupStepDecay(0.2, steps_per_epoch=10, epochs=20)
+    schedule = kmix.schedules.WarmupStepDecay(
+        0.2, steps_per_epoch=10, epochs=20
+    )
     steps = [0, 4, 5, 159, 160, 179, 180, 500]
     np.testing.assert_allclose(
         [float(schedule(s)) for s in steps],
@@ -198,15 +252,24 @@ def test_warmup_step_decay_scales_to_any_epoch_count():
         rtol=1e-6,
     )
     custom = kmix.schedules.WarmupStepDecay(
-        1.0, steps_per_epoch=2, epochs=10, warmup_epochs=0, decay_epochs=[3], decay_factors=[0.5]
+        1.0,
+        steps_per_epoch=2,
+        epochs=10,
+        warmup_epochs=0,
+        decay_epochs=[3],
+        decay_factors=[0.5],
     )
-    np.testing.assert_allclose([float(custom(s)) for s in (0, 5, 6)], [1.0, 1.0, 0.5])
+    np.testing.assert_allclose(
+        [float(custom(s)) for s in (0, 5, 6)], [1.0, 1.0, 0.5]
+    )
 
 
 def test_warmup_step_decay_serializes_inside_an_optimizer():
     schedule = kmix.schedules.WarmupStepDecay(0.1, steps_per_epoch=7, epochs=30)
     optimizer = keras.optimizers.SGD(schedule, momentum=0.9)
-    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    restored = keras.optimizers.deserialize(
+        keras.optimizers.serialize(optimizer)
+    )
     config = restored.get_config()["learning_rate"]
     assert config["registered_name"] == "kmix>WarmupStepDecay"
     rebuilt = keras.saving.deserialize_keras_object(config)
@@ -219,7 +282,9 @@ def test_warmup_step_decay_serializes_inside_an_optimizer():
 
 
 def test_warmup_step_decay_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match="`steps_per_epoch` must be an int >= 1"):
+    with pytest.raises(
+        ValueError, match="`steps_per_epoch` must be an int >= 1"
+    ):
         kmix.schedules.WarmupStepDecay(0.1, steps_per_epoch=0)
     with pytest.raises(ValueError, match="`learning_rate`"):
         kmix.schedules.WarmupStepDecay(-0.1, steps_per_epoch=1)
@@ -236,6 +301,9 @@ if __name__ == "__main__":
 def test_mix_schedule_stop_mixes_until_stop_epoch_then_never():
     stop = kmix.callbacks.MixSchedule("stop", strength=0.5, stop_epoch=2)
     assert [stop.strength_at(e) for e in range(4)] == [0.5, 0.5, 0.0, 0.0]
-    assert kmix.callbacks.MixSchedule.from_config(stop.get_config()).strength_at(2) == 0.0
+    assert (
+        kmix.callbacks.MixSchedule.from_config(stop.get_config()).strength_at(2)
+        == 0.0
+    )
     with pytest.raises(ValueError, match="needs `stop_epoch`"):
         kmix.callbacks.MixSchedule("stop")

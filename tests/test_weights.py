@@ -9,7 +9,9 @@ import kmix
 def test_inverse_frequency_matches_hand_values():
     # 1/n = [1/3, 1/2, 1], sum 11/6, times 3 / (11/6) -> [6, 9, 18] / 11.
     np.testing.assert_allclose(
-        kmix.class_weights.inverse_frequency([3, 2, 1]), np.array([6, 9, 18]) / 11, rtol=1e-12
+        kmix.class_weights.inverse_frequency([3, 2, 1]),
+        np.array([6, 9, 18]) / 11,
+        rtol=1e-12,
     )
 
 
@@ -30,8 +32,12 @@ def test_class_balanced_effective_numbers_of_cui_et_al():
 
 
 def test_class_balanced_limits():
-    np.testing.assert_allclose(kmix.class_weights.class_balanced([500, 50, 5], beta=0.0), [1, 1, 1])
-    np.testing.assert_allclose(kmix.class_weights.class_balanced([7, 7, 7, 7]), [1, 1, 1, 1])
+    np.testing.assert_allclose(
+        kmix.class_weights.class_balanced([500, 50, 5], beta=0.0), [1, 1, 1]
+    )
+    np.testing.assert_allclose(
+        kmix.class_weights.class_balanced([7, 7, 7, 7]), [1, 1, 1, 1]
+    )
     np.testing.assert_allclose(
         kmix.class_weights.class_balanced([1000, 10], beta=1 - 1e-9),
         kmix.class_weights.inverse_frequency([1000, 10]),
@@ -41,8 +47,12 @@ def test_class_balanced_limits():
 
 def test_zero_counts_get_zero_weight():
     # Non-empty classes are normalized to sum to their number (2 here).
-    np.testing.assert_allclose(kmix.class_weights.inverse_frequency([10, 0, 40]), [1.6, 0.0, 0.4])
-    np.testing.assert_allclose(kmix.class_weights.class_balanced([10, 0, 10]), [1.0, 0.0, 1.0])
+    np.testing.assert_allclose(
+        kmix.class_weights.inverse_frequency([10, 0, 40]), [1.6, 0.0, 0.4]
+    )
+    np.testing.assert_allclose(
+        kmix.class_weights.class_balanced([10, 0, 10]), [1.0, 0.0, 1.0]
+    )
 
 
 @pytest.mark.parametrize("beta", [1.0, -0.1, 1.5])

@@ -1,6 +1,7 @@
 """`ClassProgress`: per-class training progress and feature gradients, per epoch."""
 
 import math
+import os
 
 import keras
 import numpy as np
@@ -22,7 +23,12 @@ from kmix.records import history_from_records  # noqa: F401
 from kmix.records import read_records  # noqa: F401
 from kmix.records import write_records_csv  # noqa: F401
 
-QUANTITIES = ("train_accuracy", "feature_grad_norm", "clean_accuracy", "val_accuracy")
+QUANTITIES = (
+    "train_accuracy",
+    "feature_grad_norm",
+    "clean_accuracy",
+    "val_accuracy",
+)
 
 
 class ClassProgress(keras.callbacks.Callback):
@@ -93,7 +99,13 @@ class ClassProgress(keras.callbacks.Callback):
     `output_dir`, `class_progress.csv` and `class_progress.json` (the rows,
     plus `class_counts`) are rewritten there after every epoch; with
     `log_dir`, TensorBoard scalars `class_progress/<quantity>/class_<c>` are
-    written at step `epoch`. The file format is `kmix.records`'.
+    written at step `epoch`. The file format is `kmix.records`'. The files
+    are written atomically (a temporary file, then a rename). A `fit` that
+    starts after epoch 0, e.g. a run resumed by
+    `keras.callbacks.BackupAndRestore` in a new process, first reads the
+    records of the earlier epochs back from `output_dir` and appends to
+    them, so the files keep every epoch; rows of epochs that run again are
+    replaced.
 
     Args:
         feature_layer: name of a `kmix.layers.FeatureProbe` of the model
@@ -118,12 +130,30 @@ class ClassProgress(keras.callbacks.Callback):
     Example:
 
     >>> progress = kmix.callbacks.ClassProgress(
-    ...     clean_data=(x_train, y_train), clean_every=5, clean_per_class=200,
-    ...     output_dir="runs/mix")
-    >>> model.fit(x_train, y_train, epochs=30, validation_data=(x_test, y_test),
-    ...           callbacks=[progress])
-    >>> epochs, norms = progress.series("feature_grad_norm")  # (30,), (30, C)
+    ...     clean_data=(x_train, y_train),
+    ...     clean_every=2,
+    ...     clean_per_class=5,
+    ...     output_dir="runs/mix",
+    ... )
+    >>> model.compile(
+    ...     "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    ... )
+    >>> history = model.fit(
+    ...     x_train,
+    ...     y_train,
+    ...     epochs=2,
+    ...     validation_data=(x_test, y_test),
+    ...     callbacks=[progress],
+    ...     verbose=0,
+    ... )
+    >>> epochs, norms = progress.series("feature_grad_norm")
+    >>> epochs.tolist(), norms.shape  # one norm per class and epoch
+    ([1, 2], (2, 10))
+    >>> import os
+    >>> sorted(os.listdir("runs/mix"))
+    ['class_progress.csv', 'class_progress.json']
     >>> kmix.plots.plot_feature_gradients(progress, "grad.png")
+    'grad.png'
     """
 
     def __init__(
@@ -150,14 +180,19 @@ class ClassProgress(keras.callbacks.Callback):
         self.clean_data = clean_data
         self.clean_every = validation.check_int("clean_every", clean_every, 1)
         self.clean_per_class = (
-            None if clean_per_class is None
+            None
+            if clean_per_class is None
             else validation.check_int("clean_per_class", clean_per_class, 1)
         )
-        self.clean_batch_size = validation.check_int("clean_batch_size", clean_batch_size, 1)
+        self.clean_batch_size = validation.check_int(
+            "clean_batch_size", clean_batch_size, 1
+        )
         self.output_dir = output_dir
         self.log_dir = log_dir
         self.class_counts = (
-            None if class_counts is None else validation.check_class_counts(class_counts)
+            None
+            if class_counts is None
+            else validation.check_class_counts(class_counts)
         )
         self.seed = seed
         self.history = {}
@@ -167,6 +202,7 @@ class ClassProgress(keras.callbacks.Callback):
         self._num_replicas = 1
         self._writer = None
         self._clean = None
+        self._first_epoch_of_fit = False
 
     # ----------------------------------------------------------------- fit
 
@@ -189,12 +225,18 @@ class ClassProgress(keras.callbacks.Callback):
             )
         self._create_state(model)
         self._install(model)
+        # The first epoch `fit` runs is known only at `on_epoch_begin`
+        # (`keras.callbacks.BackupAndRestore` may move it after this call).
+        self._first_epoch_of_fit = True
         if self.clean_data is not None and self._clean is None:
             self._clean = self._prepare_clean_data(self.clean_data)
         if self.log_dir is not None and self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch_of_fit:
+            self._first_epoch_of_fit = False
+            self._resume(epoch)
         for state in self._states():
             state.reset_state()
 
@@ -238,9 +280,15 @@ class ClassProgress(keras.callbacks.Callback):
         if self._state_model is model:
             return
         with model.distribute_strategy.scope():
-            self._train_counts = PerClassCounts(self.num_classes, name="class_progress_train")
-            self._val_counts = PerClassCounts(self.num_classes, name="class_progress_val")
-            self._gradient_sums = PerClassCounts(self.num_classes, name="class_progress_grad")
+            self._train_counts = PerClassCounts(
+                self.num_classes, name="class_progress_train"
+            )
+            self._val_counts = PerClassCounts(
+                self.num_classes, name="class_progress_val"
+            )
+            self._gradient_sums = PerClassCounts(
+                self.num_classes, name="class_progress_grad"
+            )
         self._state_model = model
 
     def _observe_batch(self, y, y_pred, sample_weight, training):
@@ -249,19 +297,27 @@ class ClassProgress(keras.callbacks.Callback):
             return
         y_pred = tf.nest.flatten(y_pred)[0]
         y = tf.nest.flatten(y)[0]
-        (self._train_counts if training else self._val_counts).update_state(y, y_pred)
+        (self._train_counts if training else self._val_counts).update_state(
+            y, y_pred
+        )
 
     def _observe_gradient(self, gradient, labels):
         """`FeatureProbe` gradient observer: per-class sums of per-example norms."""
-        flat = tf.reshape(tf.cast(gradient, tf.float32), [tf.shape(gradient)[0], -1])
+        flat = tf.reshape(
+            tf.cast(gradient, tf.float32), [tf.shape(gradient)[0], -1]
+        )
         scale = tf.cast(tf.shape(gradient)[0] * self._num_replicas, tf.float32)
         optimizer = self.model.optimizer
         if optimizer is not None:
-            scale = scale / tf.cast(optimizer.scale_loss(tf.constant(1.0)), tf.float32)
+            scale = scale / tf.cast(
+                optimizer.scale_loss(tf.constant(1.0)), tf.float32
+            )
         norms = tf.norm(flat, axis=1) * scale
         one_hot = tf.one_hot(labels, self.num_classes, dtype=tf.float32)
         sums = self._gradient_sums
-        sums.correct.assign_add(tf.linalg.matvec(one_hot, norms, transpose_a=True))
+        sums.correct.assign_add(
+            tf.linalg.matvec(one_hot, norms, transpose_a=True)
+        )
         sums.total.assign_add(tf.reduce_sum(one_hot, axis=0))
 
     def _install(self, model):
@@ -293,7 +349,9 @@ class ClassProgress(keras.callbacks.Callback):
         """Returns `(probe, inserted)`: the `FeatureProbe` to observe."""
         layers = flatten_layers(model, include_self=False)
         if self.feature_layer is not None:
-            named = [layer for layer in layers if layer.name == self.feature_layer]
+            named = [
+                layer for layer in layers if layer.name == self.feature_layer
+            ]
             if not named:
                 raise ValueError(
                     "Argument `feature_layer` must name a layer of the model. "
@@ -304,7 +362,9 @@ class ClassProgress(keras.callbacks.Callback):
             if isinstance(layer, FeatureProbe):
                 return layer, False
         else:
-            probes = [layer for layer in layers if isinstance(layer, FeatureProbe)]
+            probes = [
+                layer for layer in layers if isinstance(layer, FeatureProbe)
+            ]
             if len(probes) > 1:
                 raise ValueError(
                     f"Model {model.name!r} has several `FeatureProbe` layers "
@@ -334,7 +394,10 @@ class ClassProgress(keras.callbacks.Callback):
             if self.clean_per_class is None:
                 return data
             batches = list(data.as_numpy_iterator())
-            data = (np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches]))
+            data = (
+                np.concatenate([x for x, _ in batches]),
+                np.concatenate([y for _, y in batches]),
+            )
         if not isinstance(data, (tuple, list)) or len(data) != 2:
             raise ValueError(
                 "Argument `clean_data` must be `(x, y)` arrays or a tf.data.Dataset "
@@ -344,10 +407,12 @@ class ClassProgress(keras.callbacks.Callback):
         if self.clean_per_class is not None:
             labels = keras.ops.convert_to_numpy(integer_labels(y))
             order = np.random.RandomState(self.seed).permutation(len(labels))
-            keep = np.concatenate([
-                order[labels[order] == c][: self.clean_per_class]
-                for c in range(self.num_classes)
-            ])
+            keep = np.concatenate(
+                [
+                    order[labels[order] == c][: self.clean_per_class]
+                    for c in range(self.num_classes)
+                ]
+            )
             keep.sort()
             x, y = x[keep], y[keep]
         return (x, y)
@@ -358,15 +423,70 @@ class ClassProgress(keras.callbacks.Callback):
             for x, y in self._clean:
                 predictions.append(np.asarray(self.model.predict_on_batch(x)))
                 labels.append(np.asarray(y))
-            labels, predictions = np.concatenate(labels), np.concatenate(predictions)
+            labels, predictions = (
+                np.concatenate(labels),
+                np.concatenate(predictions),
+            )
         else:
             x, labels = self._clean
-            predictions = self.model.predict(x, batch_size=self.clean_batch_size, verbose=0)
+            # predict_on_batch, not predict: under op determinism (run.py's
+            # default) Keras' array pipeline makes TensorFlow log a harmless
+            # C++ error line ("NodeDef mentions attribute ...") every call.
+            step = self.clean_batch_size
+            predictions = np.concatenate(
+                [
+                    np.asarray(
+                        self.model.predict_on_batch(x[start : start + step])
+                    )
+                    for start in range(0, len(x), step)
+                ]
+            )
         return per_class_recall(
             keras.ops.convert_to_numpy(integer_labels(labels)),
             keras.ops.convert_to_numpy(integer_labels(predictions)),
             self.num_classes,
         )
+
+    def _resume(self, initial_epoch):
+        """Keeps the records of the epochs before `initial_epoch`, and only those.
+
+        A run resumed by `keras.callbacks.BackupAndRestore` starts a new
+        process with empty records: they are read back from the
+        `output_dir` files, so the files keep every epoch. Rows of epochs
+        after the restored one (written before a kill but not backed up) are
+        dropped, since those epochs run again.
+        """
+        if (
+            not self.records
+            and initial_epoch > 0
+            and self.output_dir is not None
+        ):
+            self.records = self._read_earlier_records()
+        kept = [r for r in self.records if r["epoch"] <= initial_epoch]
+        if len(kept) != len(self.records) or not self.history:
+            self.records = kept
+            self.history = records_lib.history_from_records(kept)
+
+    def _read_earlier_records(self):
+        paths = [
+            os.path.join(self.output_dir, name)
+            for name in (records_lib.JSON_NAME, records_lib.CSV_NAME)
+        ]
+        existing = [path for path in paths if os.path.exists(path)]
+        if not existing:
+            return []
+        rows, class_counts = records_lib.read_records(existing[0])
+        if class_counts is not None and list(class_counts) != list(
+            self.class_counts
+        ):
+            raise ValueError(
+                f"The records file {existing[0]!r} of the run being resumed holds "
+                f"class_counts={class_counts}, this run trains with "
+                f"class_counts={list(self.class_counts)}: they are records of another "
+                "run. Use a new `output_dir`, or delete the file to start the records "
+                "afresh."
+            )
+        return rows
 
     def _record(self, epoch, quantity, values):
         entry = self.history.setdefault(quantity, {"epoch": [], "value": []})
@@ -381,10 +501,14 @@ class ClassProgress(keras.callbacks.Callback):
                     for c, v in enumerate(values):
                         if not math.isnan(v):
                             tf.summary.scalar(
-                                f"class_progress/{quantity}/class_{c}", float(v), step=epoch
+                                f"class_progress/{quantity}/class_{c}",
+                                float(v),
+                                step=epoch,
                             )
         if self.output_dir is not None:
-            records_lib.write_records(self.records, self.output_dir, self.class_counts)
+            records_lib.write_records(
+                self.records, self.output_dir, self.class_counts
+            )
 
 
 def _recall(counts):

@@ -30,25 +30,38 @@ class DeferredReweighting(keras.callbacks.Callback):
 
     Example:
 
-    >>> counts = [5000, 500, 50]
-    >>> drw = kmix.callbacks.DeferredReweighting(
-    ...     kmix.class_weights.class_balanced(counts, beta=0.9999), start_epoch=160)
-    >>> model = kmix.MixModel(inputs, outputs, class_counts=counts)
-    >>> model.compile("sgd", kmix.losses.LDAMLoss(counts))   # LDAM-DRW
-    >>> model.fit(ds, epochs=200, callbacks=[drw])
+    >>> weights = kmix.class_weights.class_balanced(class_counts, beta=0.9999)
+    >>> # Cao et al. switch at epoch 160 of 200; here at epoch 2 of 3.
+    >>> drw = kmix.callbacks.DeferredReweighting(weights, start_epoch=2)
+    >>> model.compile("sgd", kmix.losses.LDAMLoss(class_counts))  # LDAM-DRW
+    >>> history = model.fit(
+    ...     x_train, y_train, epochs=3, callbacks=[drw], verbose=0
+    ... )
+    >>> history.history["class_loss_weights_active"]
+    [0.0, 0.0, 1.0]
     """
 
     def __init__(self, weights, start_epoch):
         super().__init__()
-        array = np.asarray(weights, dtype="float64") if _is_sequence(weights) else None
-        if array is None or array.ndim != 1 or array.size == 0 or not np.all(
-            np.isfinite(array)
-        ) or np.any(array < 0):
+        array = (
+            np.asarray(weights, dtype="float64")
+            if _is_sequence(weights)
+            else None
+        )
+        if (
+            array is None
+            or array.ndim != 1
+            or array.size == 0
+            or not np.all(np.isfinite(array))
+            or np.any(array < 0)
+        ):
             raise ValueError(
                 "Argument `weights` must be a non-empty 1-D sequence of finite, "
                 f"non-negative per-class weights. Received: weights={weights!r}."
             )
-        if isinstance(start_epoch, bool) or not isinstance(start_epoch, (int, np.integer)):
+        if isinstance(start_epoch, bool) or not isinstance(
+            start_epoch, (int, np.integer)
+        ):
             raise TypeError(
                 "Argument `start_epoch` must be an int. "
                 f"Received: start_epoch={start_epoch!r}."
@@ -95,4 +108,6 @@ class DeferredReweighting(keras.callbacks.Callback):
 
 
 def _is_sequence(value):
-    return not isinstance(value, (str, bytes, dict)) and hasattr(value, "__len__")
+    return not isinstance(value, (str, bytes, dict)) and hasattr(
+        value, "__len__"
+    )

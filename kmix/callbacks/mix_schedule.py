@@ -50,9 +50,19 @@ class MixSchedule(keras.callbacks.Callback):
 
     Example:
 
-    >>> model.fit(ds, epochs=200, callbacks=[
-    ...     kmix.callbacks.MixSchedule("cosine", strength=1.0, final_strength=0.0)])
-    >>> kmix.callbacks.MixSchedule(stop_epoch=160)  # mix until epoch 160, then stop
+    >>> schedule = kmix.callbacks.MixSchedule(
+    ...     "cosine", strength=1.0, final_strength=0.0
+    ... )
+    >>> model.compile(
+    ...     "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    ... )
+    >>> history = model.fit(
+    ...     x_train, y_train, epochs=3, callbacks=[schedule], verbose=0
+    ... )
+    >>> [round(s, 2) for s in history.history["mix_strength"]]
+    [1.0, 0.5, 0.0]
+    >>> # Mix until epoch 160, then stop:
+    >>> stop = kmix.callbacks.MixSchedule(stop_epoch=160)
     """
 
     def __init__(
@@ -68,13 +78,16 @@ class MixSchedule(keras.callbacks.Callback):
             validation.check_choice("schedule", schedule, SCHEDULES)
         self.schedule = schedule
         self.strength = (
-            None if strength is None
+            None
+            if strength is None
             else validation.check_number("strength", strength, 0.0, 1.0)
         )
         self.final_strength = validation.check_number(
             "final_strength", final_strength, 0.0, 1.0
         )
-        self.decay_epochs = _check_epoch("decay_epochs", decay_epochs, minimum=1)
+        self.decay_epochs = _check_epoch(
+            "decay_epochs", decay_epochs, minimum=1
+        )
         self.stop_epoch = _check_epoch("stop_epoch", stop_epoch, minimum=0)
         if schedule == "stop" and stop_epoch is None:
             raise ValueError(
@@ -110,9 +123,12 @@ class MixSchedule(keras.callbacks.Callback):
         if self.schedule == "linear":
             value = start + (self.final_strength - start) * t
         else:
-            value = self.final_strength + (start - self.final_strength) * (
-                1.0 + math.cos(math.pi * t)
-            ) / 2.0
+            value = (
+                self.final_strength
+                + (start - self.final_strength)
+                * (1.0 + math.cos(math.pi * t))
+                / 2.0
+            )
         return min(max(value, 0.0), 1.0)
 
     def _layers(self):
@@ -121,7 +137,8 @@ class MixSchedule(keras.callbacks.Callback):
             from kmix._keras_compat import flatten_layers
 
             layers = [
-                layer for layer in flatten_layers(self.model)
+                layer
+                for layer in flatten_layers(self.model)
                 if isinstance(layer, MajorMix)
             ]
         if not layers:
@@ -134,14 +151,18 @@ class MixSchedule(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         for layer in self._layers():
-            self._initial.setdefault(id(layer.strength_variable), layer.strength)
+            self._initial.setdefault(
+                id(layer.strength_variable), layer.strength
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         epochs = (self.params or {}).get("epochs")
         for layer in self._layers():
             initial = self.strength
             if initial is None:
-                initial = self._initial.get(id(layer.strength_variable), layer.strength)
+                initial = self._initial.get(
+                    id(layer.strength_variable), layer.strength
+                )
             layer.strength = self.strength_at(epoch, initial, epochs)
 
     def on_epoch_end(self, epoch, logs=None):

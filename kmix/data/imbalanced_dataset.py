@@ -37,11 +37,30 @@ class ImbalancedDataset:
 
     Example:
 
-    >>> data = kmix.data.load("fashion_mnist", profile="step",
-    ...                       imbalance_ratio=100)
-    >>> data.class_counts
-    [6000, 6000, 6000, 6000, 6000, 60, 60, 60, 60, 60]
+    >>> data = kmix.data.load(
+    ...     {"train": (x_train, y_train), "test": (x_test, y_test)},
+    ...     profile="none",
+    ...     batch_size=16,
+    ... )
+    >>> data.class_counts, data.num_classes, data.input_shape
+    ([10, 10, 10, 10, 10, 2, 2, 2, 2, 2], 10, (28, 28, 1))
     >>> print(data)  # the per-class table
+    arrays (numpy arrays)
+    profile='none', imbalance_ratio=100, seed=0, batch_size=16,
+    augment='crop', input_shape=(28, 28, 1)
+    label  name  train  test
+    0      0        10     2
+    1      1        10     2
+    2      2        10     2
+    3      3        10     2
+    4      4        10     2
+    5      5         2     2
+    6      6         2     2
+    7      7         2     2
+    8      8         2     2
+    9      9         2     2
+           total     60    20
+    imbalance ratio achieved (largest / smallest training class): 5
     """
 
     name: str
@@ -104,7 +123,10 @@ class ImbalancedDataset:
 
         def row(label, name, values):
             cells = [f"{label:<{label_width}}", f"{name:<{name_width}}"]
-            cells += [f"{value:>{width}}" for value, width in zip(values, count_widths)]
+            cells += [
+                f"{value:>{width}}"
+                for value, width in zip(values, count_widths)
+            ]
             return "  ".join(cells).rstrip()
 
         lines = [
@@ -115,7 +137,9 @@ class ImbalancedDataset:
             row("label", "name", [title for title, _ in columns]),
         ]
         for label, name in enumerate(self.class_names):
-            lines.append(row(label, name, [counts[label] for _, counts in columns]))
+            lines.append(
+                row(label, name, [counts[label] for _, counts in columns])
+            )
         lines.append(row("", "total", [sum(counts) for _, counts in columns]))
         lines.append(
             f"imbalance ratio achieved (largest / smallest training class): "
@@ -129,8 +153,27 @@ def describe(data, print_fn=None):
 
     Example:
 
-    >>> kmix.data.describe(kmix.data.load("fashion_mnist", profile="step",
-    ...                                   imbalance_ratio=100))
+    >>> kmix.data.describe(
+    ...     kmix.data.load(
+    ...         "fashion_mnist", profile="step", imbalance_ratio=100, verbose=0
+    ...     )
+    ... )
+    fashion_mnist (...)
+    profile='step', imbalance_ratio=100, seed=0, batch_size=128,
+    augment='crop', input_shape=(28, 28, 1)
+    label  name         train   test
+    0      T-shirt/top   6000   1000
+    1      Trouser       6000   1000
+    2      Pullover      6000   1000
+    3      Dress         6000   1000
+    4      Coat          6000   1000
+    5      Sandal          60   1000
+    6      Shirt           60   1000
+    7      Sneaker         60   1000
+    8      Bag             60   1000
+    9      Ankle boot      60   1000
+           total        30300  10000
+    imbalance ratio achieved (largest / smallest training class): 100
     """
     if not isinstance(data, ImbalancedDataset):
         raise TypeError(

@@ -30,6 +30,10 @@ def load(
     data_dir=None,
     download=True,
     verbose=1,
+    streaming="auto",
+    image_size=None,
+    memory_budget_mb=None,
+    **streaming_options,
 ):
     """Loads a dataset, makes its training split imbalanced, and batches it.
 
@@ -80,6 +84,20 @@ def load(
         data_dir: tensorflow-datasets data directory.
         download: whether tensorflow-datasets may download the dataset.
         verbose: 0 or 1, progress bars while reading and decoding.
+        streaming: `"auto"` (default), `"always"` (`True`) or `"never"`
+            (`False`): read image files from disk on the fly instead of
+            decoding them into memory (`kmix.data.load_streaming`, for
+            ImageNet-LT, Places-LT, iNaturalist and other large data).
+            `"auto"` streams list files, iNaturalist JSON files,
+            `"imagenet_lt"` / `"places_lt"` / `"i_naturalist2018"` with
+            their `data_dir`, and image folders that would not fit
+            `memory_budget_mb` decoded (or whose images differ in size).
+        image_size: streaming path only: the side of the square images
+            (default 224); giving it on an image folder selects streaming.
+        memory_budget_mb: the decoded size above which `"auto"` streams an
+            image folder; default a quarter of the machine's memory.
+        **streaming_options: `lists`, `image_root`, `bad_images` of
+            `kmix.data.load_streaming` (streaming path only).
 
     Returns:
         An `ImbalancedDataset` with `train`, `test` and `validation`
@@ -88,15 +106,32 @@ def load(
 
     Example:
 
-    >>> data = kmix.data.load("fashion_mnist", profile="step",
-    ...                       imbalance_ratio=100, batch_size=128)
+    >>> data = kmix.data.load(
+    ...     "fashion_mnist", profile="step", imbalance_ratio=100, batch_size=128
+    ... )
+    Data: fashion_mnist from ...
     >>> data.class_counts
     [6000, 6000, 6000, 6000, 6000, 60, 60, 60, 60, 60]
+
+    Or from numpy arrays (uint8 images), here kept as they are:
+
+    >>> data = kmix.data.load(
+    ...     {"train": (x_train, y_train), "test": (x_test, y_test)},
+    ...     profile="none",
+    ...     batch_size=16,
+    ... )
+    >>> data.class_counts
+    [10, 10, 10, 10, 10, 2, 2, 2, 2, 2]
     """
     # Cheap checks first, so that a bad argument fails before any reading.
     check_number("imbalance_ratio", imbalance_ratio, low=1.0)
     check_number(
-        "minor_fraction", minor_fraction, 0.0, 1.0, low_open=True, high_open=True
+        "minor_fraction",
+        minor_fraction,
+        0.0,
+        1.0,
+        low_open=True,
+        high_open=True,
     )
     check_choice("augment", augment, pipeline.AUGMENTATIONS)
     check_int("seed", seed, 0)
@@ -107,6 +142,35 @@ def load(
     )
     if max_per_class is not None:
         max_per_class = check_int("max_per_class", max_per_class, 1)
+    from kmix.data import streaming as streaming_path  # imports this module
+
+    if streaming_path.wants_streaming(
+        name,
+        streaming,
+        data_dir,
+        image_size,
+        memory_budget_mb,
+        streaming_options,
+        verbose,
+    ):
+        return streaming_path.load_streaming(
+            name,
+            profile=profile,
+            imbalance_ratio=imbalance_ratio,
+            minor_fraction=minor_fraction,
+            class_order=class_order,
+            seed=seed,
+            batch_size=batch_size,
+            augment=augment,
+            validation=validation,
+            train_fraction=train_fraction,
+            max_per_class=max_per_class,
+            class_names=class_names,
+            data_dir=data_dir,
+            image_size=image_size,
+            verbose=verbose,
+            **streaming_options,
+        )
     source = sources.open_source(name, class_names, data_dir, download, verbose)
     num_classes = len(source.class_names)
     available = np.bincount(source.train.labels, minlength=num_classes)
@@ -119,7 +183,11 @@ def load(
     order = profiles.class_order(num_classes, class_order, seed)
     if isinstance(profile, dict):
         profile = _labels_as_keys(profile, source.class_names)
-    capped = available if max_per_class is None else np.minimum(available, max_per_class)
+    capped = (
+        available
+        if max_per_class is None
+        else np.minimum(available, max_per_class)
+    )
     targets = profiles.imbalance_counts(
         capped, profile, imbalance_ratio, minor_fraction, order=order
     )
@@ -153,8 +221,12 @@ def load(
         train=pipeline.training_dataset(
             train_images, train_labels, batch_size, seed, augment, crop_padding
         ),
-        train_clean=pipeline.evaluation_dataset(train_images, train_labels, batch_size),
-        test=pipeline.evaluation_dataset(test_images, source.test.labels, batch_size),
+        train_clean=pipeline.evaluation_dataset(
+            train_images, train_labels, batch_size
+        ),
+        test=pipeline.evaluation_dataset(
+            test_images, source.test.labels, batch_size
+        ),
         validation=validation_dataset,
         class_counts=_counts(train_labels, num_classes),
         validation_counts=validation_counts,
@@ -175,7 +247,9 @@ def _select(labels, available, targets, validation, seed):
     """Training and held-out indices into the training split."""
     if validation is None:
         return profiles.subsample_indices(labels, targets, seed), None
-    if isinstance(validation, numbers.Integral) and not isinstance(validation, bool):
+    if isinstance(validation, numbers.Integral) and not isinstance(
+        validation, bool
+    ):
         held_out = [check_int("validation", validation, 1)] * len(targets)
     else:
         fraction = check_number(
@@ -183,7 +257,9 @@ def _select(labels, available, targets, validation, seed):
         )
         held_out = [max(1, int(round(fraction * count))) for count in targets]
     short = [
-        label for label, count in enumerate(held_out) if count >= available[label]
+        label
+        for label, count in enumerate(held_out)
+        if count >= available[label]
     ]
     if short:
         raise ValueError(

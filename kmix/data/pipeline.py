@@ -62,11 +62,15 @@ def training_dataset(images, labels, batch_size, seed, augment, crop_padding=4):
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        seeds = tf.data.Dataset.random(
+            seed=seed, rerandomize_each_iteration=True
+        )
 
         def augment_and_scale(indices, batch_seed):
             batch_images, batch_labels = gather(indices)
-            batch_images = augment_batch(batch_images, batch_seed, augment, crop_padding)
+            batch_images = augment_batch(
+                batch_images, batch_seed, augment, crop_padding
+            )
             return _to_float(batch_images, batch_labels)
 
         dataset = tf.data.Dataset.zip(batches, seeds.batch(2)).map(
@@ -102,11 +106,18 @@ def augment_batch(images, seed, augment, crop_padding=4):
     crop_seed, flip_seed = tf.unstack(
         tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
     )
-    batch_size, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    batch_size, height, width = (
+        tf.shape(images)[0],
+        images.shape[1],
+        images.shape[2],
+    )
     columns = tf.tile(tf.range(width)[None, :], [batch_size, 1])
     if augment in ("crop", "crop_flip"):
         offsets = tf.random.stateless_uniform(
-            (batch_size, 2), crop_seed, maxval=2 * crop_padding + 1, dtype=tf.int32
+            (batch_size, 2),
+            crop_seed,
+            maxval=2 * crop_padding + 1,
+            dtype=tf.int32,
         )
         rows = offsets[:, :1] + tf.range(height)[None, :]
         columns = offsets[:, 1:] + columns

@@ -61,7 +61,12 @@ def imbalance_counts(
     num_classes = len(available)
     imbalance_ratio = check_number("imbalance_ratio", imbalance_ratio, low=1.0)
     minor_fraction = check_number(
-        "minor_fraction", minor_fraction, 0.0, 1.0, low_open=True, high_open=True
+        "minor_fraction",
+        minor_fraction,
+        0.0,
+        1.0,
+        low_open=True,
+        high_open=True,
     )
     order = class_order(num_classes, "natural" if order is None else order)
     n_max = max(available)
@@ -95,7 +100,9 @@ def imbalance_counts(
     return counts
 
 
-def _counts_by_rank(profile, n_max, num_classes, imbalance_ratio, minor_fraction):
+def _counts_by_rank(
+    profile, n_max, num_classes, imbalance_ratio, minor_fraction
+):
     if profile == "none":
         return [n_max] * num_classes
     if profile == "exp":
@@ -168,9 +175,13 @@ def class_order(num_classes, order="natural", seed=0):
             return list(range(num_classes))
         if order == "reversed":
             return list(range(num_classes))[::-1]
-        return [int(label) for label in _random_state(seed).permutation(num_classes)]
+        return [
+            int(label) for label in _random_state(seed).permutation(num_classes)
+        ]
     explicit = np.asarray(order)
-    if explicit.ndim != 1 or sorted(explicit.tolist()) != list(range(num_classes)):
+    if explicit.ndim != 1 or sorted(explicit.tolist()) != list(
+        range(num_classes)
+    ):
         raise ValueError(
             f"Argument `order` must be 'natural', 'reversed', 'random' or a "
             f"permutation of range({num_classes}). Received: order={order!r}."

@@ -9,7 +9,10 @@ Nothing here writes to the data directories it reads.
 import dataclasses
 import difflib
 import gzip
+import math
 import os
+import zipfile
+import zlib
 
 import keras
 import numpy as np
@@ -46,6 +49,7 @@ IDX_FILES = {
     "test_images": ("t10k-images-idx3-ubyte", "test-images-idx3-ubyte"),
     "test_labels": ("t10k-labels-idx1-ubyte", "test-labels-idx1-ubyte"),
 }
+MAX_IDX_BYTES = 4 * 2**30  # the most data `read_idx` reads from one file
 _IDX_DTYPES = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
@@ -88,8 +92,16 @@ class Source:
     class_names: list
 
 
-def open_source(name, class_names=None, data_dir=None, download=True, verbose=1):
-    """Reads the dataset `name` refers to (see `kmix.data.load`)."""
+def open_source(
+    name, class_names=None, data_dir=None, download=True, verbose=1
+):
+    """Reads the dataset `name` refers to (see `kmix.data.load`).
+
+    `"fashion_mnist"` is read from Debian's `dataset-fashion-mnist` files
+    when tensorflow-datasets has no local copy (`has_local_tfds_copy`),
+    without asking tfds first. With `verbose`, a dataset given by name
+    prints one line saying where it was read from.
+    """
     if isinstance(name, dict):
         return from_arrays(name, class_names)
     if not isinstance(name, (str, os.PathLike)):
@@ -101,7 +113,51 @@ def open_source(name, class_names=None, data_dir=None, download=True, verbose=1)
     name = os.fspath(name)
     if _looks_like_path(name):
         return from_path(name, class_names)
-    return from_tfds(name, class_names, data_dir, download, verbose)
+    base_name = name.split("/")[0].split(":")[0]
+    if (
+        base_name == "fashion_mnist"
+        and os.path.isdir(DEBIAN_FASHION_MNIST_DIR)
+        and not has_local_tfds_copy(name, data_dir)
+    ):
+        # Straight to Debian's files: tensorflow-datasets would look for its
+        # copy on Google Cloud Storage first (and log the failures offline).
+        source = from_idx_dir(
+            DEBIAN_FASHION_MNIST_DIR, class_names, name=base_name
+        )
+        reason = "Debian's dataset-fashion-mnist; tensorflow-datasets has no local copy"
+    else:
+        source = from_tfds(name, class_names, data_dir, download, verbose)
+        reason = None
+    if verbose:
+        print(
+            f"Data: {source.name} from {source.origin}"
+            + (f" ({reason})." if reason else ".")
+        )
+    return source
+
+
+def has_local_tfds_copy(name, data_dir=None):
+    """Whether tensorflow-datasets has a prepared copy of `name` on this machine.
+
+    Looks for `<data_dir>/<name>/.../dataset_info.json` in `data_dir` (by
+    default `$TFDS_DATA_DIR` or `~/tensorflow_datasets`, as tfds does)
+    without importing tfds or touching the network. A `gs://` data
+    directory counts as a copy (tfds reads it).
+    """
+    data_dir = (
+        os.fspath(data_dir)
+        if data_dir
+        else os.environ.get(
+            "TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets")
+        )
+    )
+    if "://" in data_dir:
+        return True
+    base_name = name.split("/")[0].split(":")[0]
+    root = os.path.join(os.path.expanduser(data_dir), base_name)
+    if not os.path.isdir(root):
+        return False
+    return any("dataset_info.json" in files for _, _, files in os.walk(root))
 
 
 def _looks_like_path(name):
@@ -168,7 +224,7 @@ def from_arrays(splits, class_names=None, name="arrays", origin="numpy arrays"):
             f"{images['train'].shape[1:]} and {images['test'].shape[1:]}."
         )
     class_names, train_labels, test_labels = _labels_and_names(
-        labels["train"], labels["test"], class_names
+        labels["train"], labels["test"], class_names, origin
     )
     return Source(
         name=name,
@@ -182,57 +238,122 @@ def from_arrays(splits, class_names=None, name="arrays", origin="numpy arrays"):
 def from_npz(path, class_names=None):
     """A source from a `.npz` file with `x_train, y_train, x_test, y_test`
     (and optionally `class_names`)."""
-    with np.load(path, allow_pickle=False) as archive:
-        keys = set(archive.files)
-        missing = sorted({"x_train", "y_train", "x_test", "y_test"} - keys)
-        if missing:
-            raise ValueError(
-                f"The .npz file {path!r} lacks the arrays {missing}: it needs "
-                f"x_train, y_train, x_test, y_test (and may hold class_names). "
-                f"It holds {sorted(keys)}."
-            )
-        if class_names is None and "class_names" in keys:
-            class_names = [str(name) for name in archive["class_names"]]
-        splits = {
-            "train": (archive["x_train"], archive["y_train"]),
-            "test": (archive["x_test"], archive["y_test"]),
-        }
+    if not zipfile.is_zipfile(path):
+        # np.load would try it as a pickle and suggest allow_pickle=True.
+        raise _unreadable_npz(path, ValueError("no zip archive found"))
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        if "pickle" not in str(error):
+            raise _unreadable_npz(path, error) from error
+        raise ValueError(
+            f"The .npz file {path!r} holds Python objects (object arrays), which "
+            "kmix does not load: unpickling can run code. Save plain numeric "
+            "arrays: np.savez(path, x_train=uint8 images, y_train=int labels, "
+            "x_test=..., y_test=..., class_names=np.array([...], dtype=str))."
+        ) from error
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise _unreadable_npz(path, error) from error
+    keys = set(arrays)
+    missing = sorted({"x_train", "y_train", "x_test", "y_test"} - keys)
+    if missing:
+        raise ValueError(
+            f"The .npz file {path!r} lacks the arrays {missing}: it needs "
+            f"x_train, y_train, x_test, y_test (and may hold class_names). "
+            f"It holds {sorted(keys)}."
+        )
+    if class_names is None and "class_names" in keys:
+        class_names = [str(name) for name in arrays["class_names"]]
+    splits = {
+        "train": (arrays["x_train"], arrays["y_train"]),
+        "test": (arrays["x_test"], arrays["y_test"]),
+    }
     name = os.path.splitext(os.path.basename(path))[0]
     return from_arrays(splits, class_names, name=name, origin=path)
 
 
-def read_idx(path):
+def _unreadable_npz(path, error):
+    return ValueError(
+        f"Cannot read the .npz file {path!r}: it is not a NumPy .npz archive, or it is "
+        f"truncated or corrupt ({type(error).__name__}: {error}). Write it again with "
+        "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)."
+    )
+
+
+def read_idx(path, max_bytes=None):
     """Reads one IDX file (the MNIST format), gzipped or not, into numpy.
+
+    The header's shape must match the data, and the data may not exceed
+    `max_bytes` (default `MAX_IDX_BYTES`, 4 GiB): the file is read no
+    further than its header announces, so a small gzip file cannot make
+    kmix decompress gigabytes. A file that is not IDX, not gzip (with a
+    `.gz` name), truncated or corrupt raises a `ValueError` naming it.
 
     Example:
 
     >>> labels = kmix.data.read_idx(
-    ...     "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+    ...     "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"
+    ... )
     >>> labels.shape
     (10000,)
     """
+    max_bytes = MAX_IDX_BYTES if max_bytes is None else max_bytes
+    path = os.fspath(path)
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as stream:
-        content = stream.read()
-    if len(content) < 4 or content[:2] != b"\x00\x00" or content[2] not in _IDX_DTYPES:
+    try:
+        with opener(path, "rb") as stream:
+            header = stream.read(4)
+            if (
+                len(header) < 4
+                or header[:2] != b"\x00\x00"
+                or header[2] not in _IDX_DTYPES
+            ):
+                raise ValueError(
+                    f"{path!r} is not an IDX file: its header is {header!r}, "
+                    f"expected two zero bytes, a type code in "
+                    f"{sorted(hex(code) for code in _IDX_DTYPES)} and the rank."
+                )
+            dtype, rank = _IDX_DTYPES[header[2]], header[3]
+            sizes = stream.read(4 * rank)
+            if len(sizes) < 4 * rank:
+                raise ValueError(
+                    f"{path!r} is truncated: its header announces {rank} dimensions "
+                    f"but holds {len(sizes) // 4}."
+                )
+            shape = tuple(int(size) for size in np.frombuffer(sizes, ">u4"))
+            expected = (
+                math.prod(shape) * dtype.itemsize
+            )  # Python ints: no overflow
+            if expected > max_bytes:
+                raise ValueError(
+                    f"{path!r} announces shape {shape} ({expected} bytes of data), "
+                    f"more than kmix reads from one IDX file ({max_bytes} bytes, "
+                    "kmix.data.sources.MAX_IDX_BYTES): it is corrupt, or too large "
+                    "to load into memory; split it or pass max_bytes=."
+                )
+            content = stream.read(
+                expected + 1
+            )  # one more byte shows trailing data
+    except (OSError, EOFError, zlib.error) as error:
+        # gzip.BadGzipFile is an OSError.
         raise ValueError(
-            f"{path!r} is not an IDX file: its header is {content[:4]!r}, "
-            f"expected two zero bytes, a type code in "
-            f"{sorted(hex(code) for code in _IDX_DTYPES)} and the rank."
-        )
-    dtype, rank = _IDX_DTYPES[content[2]], content[3]
-    shape = tuple(
-        int(size) for size in np.frombuffer(content, ">u4", count=rank, offset=4)
-    )
-    offset = 4 + 4 * rank
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(content) - offset != expected:
+            f"Cannot read the IDX file {path!r}: {type(error).__name__}: {error}. "
+            + (
+                "A .gz file must be gzip-compressed and complete; "
+                if path.endswith(".gz")
+                else ""
+            )
+            + "download or copy it again (Debian: apt-get install --reinstall "
+            "dataset-fashion-mnist)."
+        ) from error
+    if len(content) != expected:
         raise ValueError(
             f"{path!r} is truncated or corrupt: its header announces shape "
             f"{shape} ({expected} bytes of data), the file holds "
-            f"{len(content) - offset}."
+            f"{'more' if len(content) > expected else len(content)}."
         )
-    array = np.frombuffer(content, dtype, offset=offset).reshape(shape)
+    array = np.frombuffer(content, dtype).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=False)
 
 
@@ -293,7 +414,8 @@ def from_image_folder(root, class_names=None):
     unknown = sorted(
         entry
         for entry in os.listdir(os.path.join(root, "test"))
-        if os.path.isdir(os.path.join(root, "test", entry)) and entry not in folders
+        if os.path.isdir(os.path.join(root, "test", entry))
+        and entry not in folders
     )
     if unknown:
         raise ValueError(
@@ -314,7 +436,9 @@ def from_image_folder(root, class_names=None):
             )
             paths.extend(os.path.join(directory, file) for file in files)
             labels.extend([label] * len(files))
-        splits[split] = _Split(np.asarray(labels, np.int64), paths=np.asarray(paths))
+        splits[split] = _Split(
+            np.asarray(labels, np.int64), paths=np.asarray(paths)
+        )
     if class_names is not None and len(class_names) != len(folders):
         raise ValueError(
             f"Argument `class_names` must name the {len(folders)} class "
@@ -331,12 +455,16 @@ def from_image_folder(root, class_names=None):
 
 def _decode_files(paths, verbose):
     paths = [str(path) for path in paths]
-    progbar = keras.utils.Progbar(len(paths)) if verbose and len(paths) else None
+    progbar = (
+        keras.utils.Progbar(len(paths)) if verbose and len(paths) else None
+    )
     images, channels = [], None
     for position, path in enumerate(paths):
         try:
             image = tf.io.decode_image(
-                tf.io.read_file(path), channels=channels or 0, expand_animations=False
+                tf.io.read_file(path),
+                channels=channels or 0,
+                expand_animations=False,
             ).numpy()
         except tf.errors.OpError as error:
             raise ValueError(
@@ -380,7 +508,9 @@ def from_tfds(name, class_names=None, data_dir=None, download=True, verbose=1):
         and not builder.is_prepared()
         and os.path.isdir(DEBIAN_FASHION_MNIST_DIR)
     ):
-        return from_idx_dir(DEBIAN_FASHION_MNIST_DIR, class_names, name=base_name)
+        return from_idx_dir(
+            DEBIAN_FASHION_MNIST_DIR, class_names, name=base_name
+        )
     if not download and not builder.is_prepared():
         raise FileNotFoundError(
             f"tensorflow-datasets has no prepared copy of {name!r} in "
@@ -470,18 +600,43 @@ def _check_images(images, what):
     )
 
 
-def _labels_and_names(train_labels, test_labels, class_names):
+def _labels_and_names(
+    train_labels, test_labels, class_names, origin="the data"
+):
+    largest = max(
+        _largest_label(train_labels, "train"),
+        _largest_label(test_labels, "test"),
+    )
     if class_names is None:
-        largest = max(
-            _largest_label(train_labels, "train"), _largest_label(test_labels, "test")
-        )
         class_names = [str(label) for label in range(largest + 1)]
+    elif len(class_names) != largest + 1:
+        count = len(class_names)
+        if count < largest + 1:
+            extra = sorted(
+                set(np.asarray(train_labels).reshape(-1).tolist())
+                | set(np.asarray(test_labels).reshape(-1).tolist())
+            )
+            extra = [int(label) for label in extra if label >= count][:10]
+            found = f"so it allows labels in [0, {count}), but {origin} has labels {extra}"
+        else:
+            found = f"but {origin} has labels 0 to {largest} only"
+        raise ValueError(
+            f"Argument `class_names` has {count} names, {found}: it has {largest + 1} "
+            "classes. Pass one name per class, in label order (or no class_names). "
+            f"Received: class_names={list(class_names)!r}."
+        )
     class_names = [str(name) for name in class_names]
-    train_labels = check_labels(train_labels, len(class_names), name="train labels")
-    test_labels = check_labels(test_labels, len(class_names), name="test labels")
+    train_labels = check_labels(
+        train_labels, len(class_names), name="train labels"
+    )
+    test_labels = check_labels(
+        test_labels, len(class_names), name="test labels"
+    )
     return class_names, train_labels, test_labels
 
 
 def _largest_label(labels, split):
-    labels = check_labels(labels, np.iinfo(np.int64).max, name=f"{split} labels")
+    labels = check_labels(
+        labels, np.iinfo(np.int64).max, name=f"{split} labels"
+    )
     return int(labels.max()) if labels.size else -1

@@ -12,13 +12,29 @@ trial train the same way. One job per module:
 - `evaluation`: accuracy overall, per class and per group (`evaluate`);
 - `outputs`: atomic JSON writes and the plots of a run;
 - `runs`: several seeds, resumption and aggregation (`run_seeds`);
+- `console`: what a run says about itself (the closing summary of
+  `experiments/run.py`, the opening of `results.md`);
 - `distribution`: `tf.distribute` strategies.
 
 Example:
 
->>> config = kmix.ExperimentConfig(epochs=2, train_fraction=0.05)
->>> result = kmix.experiment.train_and_evaluate(config, "runs/demo/seed_0")
->>> result["balanced_accuracy"]
+>>> config = kmix.ExperimentConfig(epochs=1, width=4, batch_size=16)
+>>> data = kmix.data.load(
+...     {"train": (x_train, y_train), "test": (x_test, y_test)},
+...     profile="none",
+...     batch_size=config.batch_size,
+... )
+>>> result = kmix.experiment.train_and_evaluate(
+...     config, "runs/demo/seed_0", data=data, verbose=0
+... )
+>>> 0.0 <= result["balanced_accuracy"] <= 1.0
+True
+>>> import os
+>>> sorted(os.listdir("runs/demo/seed_0"))
+[...'metrics.json', 'model.keras'...]
+
+Without `data`, `train_and_evaluate` loads `config.dataset` itself (by
+default Fashion-MNIST, made imbalanced as `config` says).
 """
 
 from kmix.experiment.building import build_compiled_model

@@ -20,15 +20,22 @@ def evaluate(model, dataset, class_counts, major_threshold=0.5):
     one_hot_predictions = np.eye(num_classes, dtype="float32")[predictions]
     per_class = metrics.PerClassAccuracy(num_classes)
     balanced = metrics.BalancedAccuracy(num_classes)
-    groups = metrics.GroupAccuracy.from_class_counts(class_counts, major_threshold=major_threshold)
+    groups = metrics.GroupAccuracy.from_class_counts(
+        class_counts, major_threshold=major_threshold
+    )
     for metric in (per_class, balanced, groups):
         metric.update_state(labels, one_hot_predictions)
     per_class_values = [float(v) for v in per_class.result().values()]
-    return {
-        "accuracy": float(np.mean(labels == predictions)),
-        "balanced_accuracy": float(balanced.result()),
-        "per_class_accuracy": per_class_values,
-        "group_accuracy": {
-            name.removeprefix("acc_"): float(value) for name, value in groups.result().items()
+    return (
+        {
+            "accuracy": float(np.mean(labels == predictions)),
+            "balanced_accuracy": float(balanced.result()),
+            "per_class_accuracy": per_class_values,
+            "group_accuracy": {
+                name.removeprefix("acc_"): float(value)
+                for name, value in groups.result().items()
+            },
         },
-    }, labels, predictions
+        labels,
+        predictions,
+    )

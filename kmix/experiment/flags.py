@@ -9,7 +9,8 @@ Example:
 >>> from absl import flags
 >>> from kmix.experiment import flags as experiment_flags
 >>> experiment_flags.define_flags()
->>> flags.FLAGS(["run.py", "--epochs=3", "--output_dir=/tmp/run"])
+>>> flags.FLAGS(["run.py", "--epochs=3", "--output_dir=runs/demo"])
+['run.py']
 >>> experiment_flags.config_from_flags(seed=0).epochs
 3
 """
@@ -26,6 +27,9 @@ from kmix.experiment.config import ExperimentConfig
 
 FLAGS = flags.FLAGS
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# Flags `resolved_flags` leaves out: a flagfile that repeats a run must not
+# also repeat a deletion.
+NOT_RESOLVED = ("overwrite",)
 
 
 def define_flags():
@@ -36,16 +40,39 @@ def define_flags():
         if field.metadata.get("flag", True):
             _define_field_flag(field)
     flags.DEFINE_list("seeds", ["0"], "Seeds to run, e.g. 0,1,2.")
-    flags.DEFINE_string("output_dir", None, "Where to write results (required).")
-    flags.DEFINE_enum("strategy", "default", STRATEGIES, "Distribution strategy.")
-    flags.DEFINE_bool("deterministic", True, "TF op determinism: identical metrics for the same seed on CPU.")
-    flags.DEFINE_integer("verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 a line per epoch.")
+    flags.DEFINE_string(
+        "output_dir", None, "Where to write results (required)."
+    )
+    flags.DEFINE_enum(
+        "strategy", "default", STRATEGIES, "Distribution strategy."
+    )
+    flags.DEFINE_bool(
+        "deterministic",
+        True,
+        "TF op determinism: identical metrics for the same seed on CPU.",
+    )
+    flags.DEFINE_integer(
+        "verbose",
+        1,
+        "Keras progress: 0 silent, 1 progress bar, 2 a line per epoch.",
+    )
+    flags.DEFINE_bool(
+        "overwrite",
+        False,
+        "Start afresh. run.py: delete the results in --output_dir when they come from other flags "
+        "(without it such a rerun is refused; the same flags resume either way). tune.py: delete "
+        "an earlier search of the same project instead of resuming it (not on workers).",
+    )
 
 
 def _define_field_flag(field):
     help_text = field.metadata["help"]
     choices = field.metadata.get("choices")
-    default = list(field.default) if isinstance(field.default, tuple) else field.default
+    default = (
+        list(field.default)
+        if isinstance(field.default, tuple)
+        else field.default
+    )
     if choices:
         flags.DEFINE_enum(field.name, default, list(choices), help_text)
     elif field.type is bool:
@@ -67,20 +94,35 @@ def config_from_flags(seed):
         for field in dataclasses.fields(ExperimentConfig)
         if field.name in FLAGS and field.metadata.get("flag", True)
     }
-    values["mix_at"] = tuple(values["mix_at"])
+    for field in dataclasses.fields(
+        ExperimentConfig
+    ):  # list flags -> tuple fields
+        if field.type is tuple and field.name in values:
+            values[field.name] = tuple(values[field.name])
     return ExperimentConfig(seed=seed, **values)
 
 
 def check_flags():
     """Raises `app.UsageError` for missing flags and bad values; returns the seeds."""
     if not FLAGS.output_dir:
-        raise app.UsageError("--output_dir is required: where should the results go?")
+        raise app.UsageError(
+            "--output_dir is required: where should the results go?"
+        )
     try:
         seeds = [int(s) for s in FLAGS.seeds]
     except ValueError:
-        raise app.UsageError(f"--seeds must be integers separated by commas; got {FLAGS.seeds!r}.")
+        raise app.UsageError(
+            f"--seeds must be integers separated by commas; got {FLAGS.seeds!r}."
+        )
     if not seeds or len(set(seeds)) != len(seeds):
-        raise app.UsageError(f"--seeds must list distinct seeds; got {FLAGS.seeds!r}.")
+        raise app.UsageError(
+            f"--seeds must list distinct seeds; got {FLAGS.seeds!r}."
+        )
+    if any(not 0 <= seed < 2**32 - 1 for seed in seeds):
+        raise app.UsageError(
+            f"--seeds must be integers in [0, 2**32 - 1); got {FLAGS.seeds!r}."
+        )
+    check_directory_flag("output_dir")
     try:
         for seed in seeds:
             config_from_flags(seed).validate()
@@ -89,14 +131,39 @@ def check_flags():
     return seeds
 
 
+def check_directory_flag(name):
+    """Raises `app.UsageError` when the directory of flag `name` cannot be created.
+
+    A regular file at that path or at one of its parents would make the
+    run fail later, with a bare `FileExistsError` / `NotADirectoryError`.
+    """
+    from kmix.experiment.runs import blocking_file
+
+    path = FLAGS[name].value
+    blocking = blocking_file(path) if path else None
+    if blocking:
+        raise app.UsageError(
+            f"--{name}={path} cannot be a directory: {blocking} is a regular file. "
+            f"Choose another --{name}."
+        )
+
+
 def flag_message(message):
     """An `ExperimentConfig` error re-worded with flag names: `strength` -> --strength."""
     fields = {field.name for field in dataclasses.fields(ExperimentConfig)}
-    message = re.sub(r"`(\w+)`", lambda m: f"--{m.group(1)}" if m.group(1) in fields else m.group(0),
-                     message)
-    message = re.sub(r"\b(\w+)=", lambda m: f"--{m.group(1)}=" if m.group(1) in fields else m.group(0),
-                     message)
-    return message.replace("Argument --", "Flag --").replace("Arguments --", "Flags --")
+    message = re.sub(
+        r"`(\w+)`",
+        lambda m: f"--{m.group(1)}" if m.group(1) in fields else m.group(0),
+        message,
+    )
+    message = re.sub(
+        r"\b(\w+)=",
+        lambda m: f"--{m.group(1)}=" if m.group(1) in fields else m.group(0),
+        message,
+    )
+    return message.replace("Argument --", "Flag --").replace(
+        "Arguments --", "Flags --"
+    )
 
 
 def resolved_flags(overrides=None):
@@ -107,7 +174,11 @@ def resolved_flags(overrides=None):
     """
     overrides = overrides or {}
     lines = []
-    for flag in sorted(FLAGS.get_flags_for_module(sys.modules[__name__]), key=lambda f: f.name):
+    for flag in sorted(
+        FLAGS.get_flags_for_module(sys.modules[__name__]), key=lambda f: f.name
+    ):
+        if flag.name in NOT_RESOLVED:
+            continue
         if flag.name in overrides:
             value = overrides[flag.name]
             flag = copy.deepcopy(flag)
@@ -116,4 +187,3 @@ def resolved_flags(overrides=None):
         if line:
             lines.append(line)
     return "\n".join(lines) + "\n"
-

@@ -17,6 +17,8 @@ def load_data(config):
         train_fraction=config.train_fraction,
         max_per_class=config.max_per_class,
         data_dir=config.data_dir,
+        streaming=config.streaming,
+        image_size=config.image_size,
     )
 
 

@@ -83,8 +83,16 @@ class FeatureProbe(keras.layers.Layer):
     >>> x = keras.layers.GlobalAveragePooling2D()(x)
     >>> x = kmix.layers.FeatureProbe(name="features")(x)
     >>> outputs = keras.layers.Dense(10)(x)
-    >>> model = kmix.MixModel(inputs, outputs, class_counts=[5000] * 5 + [50] * 5)
+    >>> model = kmix.MixModel(inputs, outputs, class_counts=class_counts)
     >>> progress = kmix.callbacks.ClassProgress(feature_layer="features")
+    >>> model.compile(
+    ...     "sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    ... )
+    >>> history = model.fit(
+    ...     x_train, y_train, epochs=1, callbacks=[progress], verbose=0
+    ... )
+    >>> progress.series("feature_grad_norm")[1].shape  # epochs x classes
+    (1, 10)
     """
 
     def __init__(self, **kwargs):
@@ -105,7 +113,9 @@ class FeatureProbe(keras.layers.Layer):
 
         >>> probe = kmix.layers.FeatureProbe()
         >>> seen = []
-        >>> probe.add_gradient_observer(lambda gradient, labels: seen.append(labels))
+        >>> probe.add_gradient_observer(
+        ...     lambda gradient, labels: seen.append(labels)
+        ... )
         """
         self._gradient_observers.add(observer)
 

@@ -11,6 +11,8 @@ from kmix.classes import integer_labels
 from kmix.layers.mixing_context import current_mixing_context
 
 DISTRIBUTIONS = ("uniform", "beta")
+# The key of the random stream's state among a MajorMix layer's saved variables.
+_SEED_STATE_KEY = "seed_generator_state"
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -51,6 +53,12 @@ class MajorMix(keras.layers.Layer):
     Under a `tf.distribute` strategy each replica mixes inside its own slice
     of the batch and draws its own random stream; class counts stay global.
 
+    The state of the random stream is saved with the layer's weights (in
+    `.keras` files, `save_weights` and `keras.callbacks.BackupAndRestore`
+    backups), so a restored model goes on with the draws it would have made.
+    Labels are checked: integer labels must be whole class indices in
+    `[0, num_classes)` and must be as many as the rows of `inputs`.
+
     Args:
         strength: float in [0, 1], how far `lam` may move from 1. 0 turns
             mixing off; 1 draws `lam` over the whole of [0, 1].
@@ -81,11 +89,31 @@ class MajorMix(keras.layers.Layer):
     Example:
 
     >>> inputs = keras.Input((32, 32, 3))
-    >>> x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    >>> x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(
+    ...     inputs
+    ... )
     >>> x = kmix.layers.MajorMix(strength=0.5, major_threshold=0.5)(x)
     >>> x = keras.layers.GlobalAveragePooling2D()(x)
     >>> outputs = keras.layers.Dense(10)(x)
-    >>> model = kmix.MixModel(inputs, outputs, class_counts=[5000] * 5 + [50] * 5)
+    >>> model = kmix.MixModel(
+    ...     inputs, outputs, class_counts=[5000] * 5 + [50] * 5
+    ... )
+
+    Called on its own, with the labels and counts given:
+
+    >>> layer = kmix.layers.MajorMix(strength=1.0, seed=0)
+    >>> h = np.arange(8, dtype="float32").reshape(4, 2)
+    >>> mixed = layer(
+    ...     h, training=True, labels=[0, 0, 1, 1], class_counts=[100, 10]
+    ... )
+    >>> keras.ops.convert_to_numpy(mixed)[
+    ...     2:
+    ... ].tolist()  # class 1 is minor: unchanged
+    [[4.0, 5.0], [6.0, 7.0]]
+    >>> keras.ops.convert_to_numpy(
+    ...     layer(h, training=False)
+    ... ).tolist() == h.tolist()
+    True
     """
 
     def __init__(
@@ -110,7 +138,9 @@ class MajorMix(keras.layers.Layer):
         self.frequency_gamma = (
             None
             if frequency_gamma is None
-            else validation.check_number("frequency_gamma", frequency_gamma, 0.0)
+            else validation.check_number(
+                "frequency_gamma", frequency_gamma, 0.0
+            )
         )
         if self.frequency_gamma is not None and self.major_classes is not None:
             raise ValueError(
@@ -123,7 +153,9 @@ class MajorMix(keras.layers.Layer):
             "distribution", distribution, DISTRIBUTIONS
         )
         self.alpha = validation.check_number("alpha", alpha, 0.0, low_open=True)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int)
+        ):
             raise TypeError(
                 f"Argument `seed` must be an int or None. Received: seed={seed!r}."
             )
@@ -172,7 +204,12 @@ class MajorMix(keras.layers.Layer):
                 "`kmix.mixing_context(labels=y, class_counts=counts)` around "
                 "the forward pass, or pass `labels=` to the layer."
             )
-        labels = integer_labels(labels)
+        num_classes = None if class_counts is None else len(class_counts)
+        labels = ops.convert_to_tensor(labels)
+        labels = self._check_batch_sizes(inputs, labels)
+        labels = integer_labels(
+            validation.check_label_values(labels, num_classes)
+        )
         row_prob = self._row_probabilities(labels, class_counts)
 
         batch_size = tf.shape(inputs)[0]
@@ -182,7 +219,8 @@ class MajorMix(keras.layers.Layer):
         )
         u = self._draw_u(batch_size, seed + [1, 0])
         mixed_rows = (
-            tf.random.stateless_uniform((batch_size,), seed=seed + [2, 0]) < row_prob
+            tf.random.stateless_uniform((batch_size,), seed=seed + [2, 0])
+            < row_prob
         )
 
         lam = 1.0 - ops.cast(self.strength_variable, "float32") * u
@@ -196,8 +234,12 @@ class MajorMix(keras.layers.Layer):
         """`u ~ U(0, 1)` or `Beta(alpha, alpha)`, float32, shape `(batch,)`."""
         if self.distribution == "uniform":
             return tf.random.stateless_uniform((batch_size,), seed=seed)
-        x = tf.random.stateless_gamma((batch_size,), seed=seed, alpha=self.alpha)
-        y = tf.random.stateless_gamma((batch_size,), seed=seed + [3, 0], alpha=self.alpha)
+        x = tf.random.stateless_gamma(
+            (batch_size,), seed=seed, alpha=self.alpha
+        )
+        y = tf.random.stateless_gamma(
+            (batch_size,), seed=seed + [3, 0], alpha=self.alpha
+        )
         return x / (x + y)
 
     def _row_probabilities(self, labels, class_counts):
@@ -206,7 +248,9 @@ class MajorMix(keras.layers.Layer):
             # Explicit major classes need no counts.
             major = ops.convert_to_tensor(self.major_classes, "int32")
             is_major = ops.any(
-                ops.equal(ops.expand_dims(labels, 1), ops.expand_dims(major, 0)),
+                ops.equal(
+                    ops.expand_dims(labels, 1), ops.expand_dims(major, 0)
+                ),
                 axis=1,
             )
             return ops.cast(is_major, "float32") * self.mix_prob
@@ -225,8 +269,35 @@ class MajorMix(keras.layers.Layer):
             mix_prob=self.mix_prob,
             frequency_gamma=self.frequency_gamma,
         )
-        _assert_labels_in_range(labels, len(probabilities))
         return ops.take(ops.convert_to_tensor(probabilities), labels, axis=0)
+
+    def _check_batch_sizes(self, inputs, labels):
+        """`labels`, after checking that they and `inputs` share the batch size.
+
+        Raises `ValueError` when both sizes are known; in a traced function
+        the returned labels depend on an assertion instead.
+        """
+        static_labels, static_inputs = labels.shape[0], inputs.shape[0]
+        if static_labels is not None and static_inputs is not None:
+            if static_labels != static_inputs:
+                raise ValueError(
+                    f"MajorMix layer '{self.name}' received labels for a batch "
+                    f"of {static_labels} rows and features for a batch of "
+                    f"{static_inputs} rows: each row of the features needs its "
+                    "label (the first, batch, dimensions must match)."
+                )
+            return labels
+        if tf.executing_eagerly():
+            return labels
+        check = tf.debugging.assert_equal(
+            tf.shape(labels)[0],
+            tf.shape(inputs)[0],
+            message=f"MajorMix layer '{self.name}' received labels and features "
+            "of different batch sizes (x: labels, y: features): each row "
+            "of the features needs its label.",
+        )
+        with tf.control_dependencies([check]):
+            return tf.identity(labels)
 
     def _replica_seed(self):
         """This step's int32 seed pair, offset by the replica id.
@@ -236,13 +307,40 @@ class MajorMix(keras.layers.Layer):
         are 16 apart, and steps advance the second element.
         """
         seed = tf.cast(
-            tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), "int32"
+            tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1),
+            "int32",
         )
         replica_context = tf.distribute.get_replica_context()
         if replica_context is None:
             return seed
         replica_id = tf.cast(replica_context.replica_id_in_sync_group, "int32")
         return seed + tf.stack([16 * replica_id, 0])
+
+    def save_own_variables(self, store):
+        """Saves `strength` and the state of the random stream.
+
+        Keras saves a layer's weights but not its `SeedGenerator` state, so
+        a model restored from a `.keras` file or a
+        `keras.callbacks.BackupAndRestore` backup would start its mixing
+        stream again from the seed. MajorMix saves the state next to
+        `strength`, so a resumed run mixes with the draws the uninterrupted
+        run would have made.
+        """
+        super().save_own_variables(store)
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        """Loads `strength` and, when the file has it, the random stream's state.
+
+        Files written before kmix saved the state load too; their stream
+        starts again from the seed.
+        """
+        keys = list(store.keys())
+        if _SEED_STATE_KEY in keys:
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+        super().load_own_variables(
+            {key: store[key] for key in keys if key != _SEED_STATE_KEY}
+        )
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -262,28 +360,3 @@ class MajorMix(keras.layers.Layer):
             }
         )
         return config
-
-
-def _assert_labels_in_range(labels, num_classes):
-    """Raises `InvalidArgumentError` when a label is outside [0, num_classes).
-
-    XLA compiles the check away, as it does every `tf.debugging` assertion.
-    """
-    if tf.executing_eagerly():
-        low = int(ops.min(labels)) if labels.shape[0] else 0
-        high = int(ops.max(labels)) if labels.shape[0] else 0
-        if low < 0 or high >= int(num_classes):
-            raise ValueError(
-                "Argument `labels` must hold class indices in "
-                f"[0, {int(num_classes)}). Received labels with values in "
-                f"[{low}, {high}]."
-            )
-        return
-    tf.debugging.assert_non_negative(
-        labels, message="Argument `labels` must hold class indices >= 0."
-    )
-    tf.debugging.assert_less(
-        labels,
-        ops.cast(num_classes, labels.dtype),
-        message="Argument `labels` must hold class indices < the number of classes.",
-    )

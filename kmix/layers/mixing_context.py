@@ -15,8 +15,11 @@ def mixing_context(labels, class_counts=None):
     of the current mini-batch from here. Use it directly in a custom training
     loop when the mixing layers sit deep inside a model:
 
-    >>> with kmix.mixing_context(labels=y, class_counts=[900, 90, 9]):
+    >>> x, y = x_train[:8], y_train[:8]
+    >>> with kmix.mixing_context(labels=y, class_counts=class_counts):
     ...     logits = model(x, training=True)
+    >>> tuple(logits.shape)
+    (8, 10)
 
     The context is thread-local, so each `tf.distribute` replica (one thread
     per replica under `MirroredStrategy`) sees its own slice of labels.

@@ -65,19 +65,35 @@ class Remix(keras.layers.Layer):
 
     Example:
 
-    >>> counts = [5000, 500, 50]
-    >>> remix = kmix.layers.Remix(counts, alpha=1.0, kappa=3.0, tau=0.5, seed=0)
-    >>> out = remix({"images": images, "labels": labels})  # labels: int or one-hot
-    >>> train_ds = kmix.layers.mix_batches(train_ds.batch(128), remix, num_classes=3)
+    >>> remix = kmix.layers.Remix(
+    ...     [5000, 500, 50], alpha=1.0, kappa=3.0, tau=0.5
+    ... )
+    >>> images = np.zeros((2, 4, 4, 3), "float32")
+    >>> out = remix.mix(
+    ...     images, labels=[0, 2], lam=[0.3, 0.6], permutation=[1, 0]
+    ... )
+    >>> keras.ops.convert_to_numpy(out["labels"]).tolist()  # both go to class 2
+    [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+
+    In training it draws `lam` and the partners itself:
+
+    >>> batch = {"images": x_train[:8], "labels": y_train[:8]}  # int or one-hot
+    >>> out = kmix.layers.Remix(class_counts, seed=0)(batch)
+    >>> tuple(out["labels"].shape)
+    (8, 10)
     """
 
-    def __init__(self, class_counts, alpha=1.0, kappa=3.0, tau=0.5, seed=None, **kwargs):
+    def __init__(
+        self, class_counts, alpha=1.0, kappa=3.0, tau=0.5, seed=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.class_counts = validation.check_class_counts(class_counts)
         self.alpha = validation.check_number("alpha", alpha, 0.0, low_open=True)
         self.kappa = validation.check_number("kappa", kappa, 1.0)
         self.tau = validation.check_number("tau", tau, 0.0, 1.0)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int)
+        ):
             raise TypeError(
                 f"Argument `seed` must be an int or None. Received: seed={seed!r}."
             )
@@ -112,11 +128,15 @@ class Remix(keras.layers.Layer):
         permutation = ops.cast(permutation, "int32")
         partner_targets = ops.take(targets, permutation, axis=0)
         classes = integer_labels(targets)  # the argmax of one-hot / soft labels
-        lam_y = self.label_weights(lam, classes, ops.take(classes, permutation, axis=0))
+        lam_y = self.label_weights(
+            lam, classes, ops.take(classes, permutation, axis=0)
+        )
         lam_x = ops.reshape(
             ops.cast(lam, images.dtype), [-1] + [1] * (len(images.shape) - 1)
         )
-        mixed_images = lam_x * images + (1.0 - lam_x) * ops.take(images, permutation, axis=0)
+        mixed_images = lam_x * images + (1.0 - lam_x) * ops.take(
+            images, permutation, axis=0
+        )
         lam_y = ops.expand_dims(lam_y, -1)
         mixed_labels = lam_y * targets + (1.0 - lam_y) * partner_targets
         return {"images": mixed_images, "labels": mixed_labels}
@@ -129,7 +149,9 @@ class Remix(keras.layers.Layer):
         n_j = ops.take(counts, ops.cast(partner_labels, "int32"), axis=0)
         ratio = n_i / n_j
         to_partner = ops.logical_and(ratio >= self.kappa, lam < self.tau)
-        to_self = ops.logical_and(ratio <= 1.0 / self.kappa, 1.0 - lam < self.tau)
+        to_self = ops.logical_and(
+            ratio <= 1.0 / self.kappa, 1.0 - lam < self.tau
+        )
         return ops.where(to_partner, 0.0, ops.where(to_self, 1.0, lam))
 
     def compute_output_shape(self, input_shape):
@@ -169,8 +191,16 @@ def mix_batches(dataset, layer, num_classes):
 
     Example:
 
-    >>> train = kmix.layers.mix_batches(train.batch(128), keras.layers.MixUp(alpha=1.0), 10)
-    >>> train = kmix.layers.mix_batches(train.batch(128), kmix.layers.Remix(counts), 10)
+    >>> train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).batch(16)
+    >>> mixup = kmix.layers.mix_batches(
+    ...     train, keras.layers.MixUp(alpha=1.0), 10
+    ... )
+    >>> remix = kmix.layers.mix_batches(
+    ...     train, kmix.layers.Remix(class_counts), 10
+    ... )
+    >>> images, labels = next(iter(remix))
+    >>> tuple(images.shape), tuple(labels.shape)
+    ((16, 28, 28, 1), (16, 10))
 
     Args:
         dataset: a `tf.data.Dataset` of batched `(images, labels)` pairs, with
@@ -195,10 +225,18 @@ def mix_batches(dataset, layer, num_classes):
 
 
 def _unpack(data):
-    if not isinstance(data, dict) or "images" not in data or "labels" not in data:
+    if (
+        not isinstance(data, dict)
+        or "images" not in data
+        or "labels" not in data
+    ):
         raise ValueError(
             "Remix takes a dict `{'images': ..., 'labels': ...}` (as "
             "`keras.layers.MixUp` does). Received: "
-            f"{type(data).__name__}{' with keys ' + str(sorted(data)) if isinstance(data, dict) else ''}."
+            f"{type(data).__name__}{_keys_text(data)}."
         )
     return data["images"], data["labels"]
+
+
+def _keys_text(data):
+    return f" with keys {sorted(data)}" if isinstance(data, dict) else ""

@@ -43,15 +43,19 @@ class LDAMLoss(keras.losses.Loss):
         reduction, name, dtype: as in `keras.losses.Loss`.
 
     Call arguments:
-        y_true: integer labels `(batch,)` / `(batch, 1)`, or one-hot / soft
-            labels `(batch, C)`.
+        y_true: integer labels `(batch,)` / `(batch, 1)` (whole class
+            indices in `[0, C)`, else an error), or one-hot / soft labels
+            `(batch, C)`.
         y_pred: logits `(batch, C)` (no softmax).
 
     Example:
 
-    >>> loss = kmix.losses.LDAMLoss(class_counts=[5000, 500, 50], max_margin=0.5)
-    >>> loss.margins  # proportional to n^(-1/4), largest 0.5
-    >>> model.compile("sgd", loss=loss)
+    >>> loss = kmix.losses.LDAMLoss(
+    ...     class_counts=[5000, 500, 50], max_margin=0.5
+    ... )
+    >>> [round(float(m), 3) for m in loss.margins]  # n^(-1/4), largest 0.5
+    [0.158, 0.281, 0.5]
+    >>> model.compile("sgd", loss=kmix.losses.LDAMLoss(class_counts))
     """
 
     def __init__(
@@ -76,6 +80,10 @@ class LDAMLoss(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         num_classes = len(self.class_counts)
+        # A label outside [0, C) would select no class: a loss of 0.
+        y_true = validation.check_label_values(
+            y_true, num_classes, name="y_true"
+        )
         targets = one_hot_labels(y_true, num_classes, name="y_true")
         logits = ops.cast(y_pred, "float32")
         margins = ops.convert_to_tensor(self.margins)

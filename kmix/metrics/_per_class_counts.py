@@ -27,11 +27,15 @@ class PerClassCounts(keras.metrics.Metric):
         super().__init__(name=name, dtype=dtype)
         self.num_classes = check_num_classes(num_classes)
         self.correct = self.add_variable(
-            shape=(self.num_classes,), initializer="zeros", dtype="float32",
+            shape=(self.num_classes,),
+            initializer="zeros",
+            dtype="float32",
             name="correct",
         )
         self.total = self.add_variable(
-            shape=(self.num_classes,), initializer="zeros", dtype="float32",
+            shape=(self.num_classes,),
+            initializer="zeros",
+            dtype="float32",
             name="total",
         )
 
@@ -48,7 +52,9 @@ class PerClassCounts(keras.metrics.Metric):
             weight = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
             weight = ops.broadcast_to(weight, ops.shape(hit))
         self.total.assign_add(ops.sum(one_hot * weight[:, None], axis=0))
-        self.correct.assign_add(ops.sum(one_hot * (weight * hit)[:, None], axis=0))
+        self.correct.assign_add(
+            ops.sum(one_hot * (weight * hit)[:, None], axis=0)
+        )
 
     def seen_recall(self):
         """`(recall, seen)`, both `(num_classes,)` float32.
@@ -68,4 +74,8 @@ class PerClassCounts(keras.metrics.Metric):
         return ops.where(seen > 0, recall, float("nan"))
 
     def get_config(self):
-        return {"num_classes": self.num_classes, "name": self.name, "dtype": self.dtype}
+        return {
+            "num_classes": self.num_classes,
+            "name": self.name,
+            "dtype": self.dtype,
+        }

@@ -36,11 +36,16 @@ class BalancedAccuracy(PerClassCounts):
     Example:
 
     >>> metric = kmix.metrics.BalancedAccuracy(num_classes=3)
-    >>> metric.update_state([0, 0, 0, 1], [[1, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]])
+    >>> metric.update_state(
+    ...     [0, 0, 0, 1], [[1, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]]
+    ... )
     >>> float(metric.result())  # (1.0 + 0.0) / 2: class 2 is not seen
     0.5
-    >>> model.compile("adam", "sparse_categorical_crossentropy",
-    ...               metrics=[kmix.metrics.BalancedAccuracy(10)])
+    >>> model.compile(
+    ...     "adam",
+    ...     "sparse_categorical_crossentropy",
+    ...     metrics=[kmix.metrics.BalancedAccuracy(10)],
+    ... )
     """
 
     def __init__(self, num_classes, name="balanced_accuracy", dtype=None):

@@ -1,8 +1,7 @@
 """`GroupAccuracy`: balanced accuracy within named groups of classes."""
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import ops
 
 from kmix import classes
@@ -46,15 +45,25 @@ class GroupAccuracy(PerClassCounts):
     Example:
 
     >>> counts = [5000] * 5 + [50] * 5
-    >>> metric = kmix.metrics.GroupAccuracy.from_class_counts(counts, scheme="step")
+    >>> metric = kmix.metrics.GroupAccuracy.from_class_counts(
+    ...     counts, scheme="step"
+    ... )
     >>> metric.groups
     {'major': [0, 1, 2, 3, 4], 'minor': [5, 6, 7, 8, 9]}
     >>> kmix.metrics.GroupAccuracy.from_class_counts(
-    ...     [500, 120, 80, 30, 10], scheme="long_tail").groups
+    ...     [500, 120, 80, 30, 10], scheme="long_tail"
+    ... ).groups
     {'many': [0], 'medium': [1, 2, 3], 'few': [4]}
     """
 
-    def __init__(self, groups, num_classes=None, prefix="acc_", name="group_accuracy", dtype=None):
+    def __init__(
+        self,
+        groups,
+        num_classes=None,
+        prefix="acc_",
+        name="group_accuracy",
+        dtype=None,
+    ):
         groups = _check_groups(groups)
         largest = max(c for classes in groups.values() for c in classes)
         if num_classes is None:
@@ -73,8 +82,8 @@ class GroupAccuracy(PerClassCounts):
         self.groups = groups
         self.prefix = prefix
         membership = np.zeros((len(groups), num_classes), "float32")
-        for row, classes in enumerate(groups.values()):
-            membership[row, classes] = 1.0
+        for row, members in enumerate(groups.values()):
+            membership[row, members] = 1.0
         self._membership = membership
 
     @classmethod
@@ -126,7 +135,10 @@ class GroupAccuracy(PerClassCounts):
             recall_sums / ops.maximum(seen_members, 1.0),
             float("nan"),
         )
-        return {f"{self.prefix}{name}": values[i] for i, name in enumerate(self.groups)}
+        return {
+            f"{self.prefix}{name}": values[i]
+            for i, name in enumerate(self.groups)
+        }
 
     def get_config(self):
         config = super().get_config()
@@ -144,17 +156,17 @@ def _check_groups(groups):
     if not isinstance(groups, dict) or not groups:
         raise ValueError(message)
     checked = {}
-    for name, classes in groups.items():
+    for name, members in groups.items():
         if not isinstance(name, str):
             raise ValueError(message)
         try:
-            classes = [c for c in classes]
+            members = [c for c in members]
         except TypeError:
             raise ValueError(message) from None
-        if not classes or any(
+        if not members or any(
             isinstance(c, bool) or not isinstance(c, (int, np.integer)) or c < 0
-            for c in classes
+            for c in members
         ):
             raise ValueError(message)
-        checked[name] = sorted(set(int(c) for c in classes))
+        checked[name] = sorted(set(int(c) for c in members))
     return checked

@@ -36,14 +36,25 @@ class PerClassAccuracy(PerClassCounts):
     Example:
 
     >>> metric = kmix.metrics.PerClassAccuracy(num_classes=3)
-    >>> metric.update_state([0, 1, 1], [[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0]])
+    >>> metric.update_state(
+    ...     [0, 1, 1], [[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.9, 0.0]]
+    ... )
     >>> {k: float(v) for k, v in metric.result().items()}
     {'acc_class_0': 1.0, 'acc_class_1': 0.5, 'acc_class_2': nan}
-    >>> model.compile("adam", "sparse_categorical_crossentropy",
-    ...               metrics=[kmix.metrics.PerClassAccuracy(10)])
+    >>> model.compile(
+    ...     "adam",
+    ...     "sparse_categorical_crossentropy",
+    ...     metrics=[kmix.metrics.PerClassAccuracy(10)],
+    ... )
     """
 
-    def __init__(self, num_classes, prefix="acc_class_", name="per_class_accuracy", dtype=None):
+    def __init__(
+        self,
+        num_classes,
+        prefix="acc_class_",
+        name="per_class_accuracy",
+        dtype=None,
+    ):
         super().__init__(num_classes, name=name, dtype=dtype)
         if not isinstance(prefix, str):
             raise TypeError(

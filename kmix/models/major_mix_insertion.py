@@ -35,10 +35,14 @@ def insert_major_mix(model, mix_after, **mix_kwargs):
     Example:
 
     >>> base = keras.applications.MobileNetV3Small(
-    ...     input_shape=(32, 32, 3), weights=None, classes=4)
+    ...     input_shape=(32, 32, 3), weights=None, classes=4
+    ... )
     >>> inputs, outputs = kmix.models.insert_major_mix(
-    ...     base, ["expanded_conv_project_bn"], strength=0.5)
-    >>> keras.Model(inputs, outputs).get_layer("mix_after_expanded_conv_project_bn")
+    ...     base, ["expanded_conv_project_bn"], strength=0.5
+    ... )
+    >>> keras.Model(inputs, outputs).get_layer(
+    ...     "mix_after_expanded_conv_project_bn"
+    ... )
     <MajorMix name=mix_after_expanded_conv_project_bn, built=True>
     """
     names = _check_mix_after(model, mix_after)

@@ -66,8 +66,15 @@ class MixModel(keras.Model):
     >>> x = kmix.MajorMix(strength=0.5)(x)
     >>> x = keras.layers.GlobalAveragePooling2D()(x)
     >>> outputs = keras.layers.Dense(10)(x)
-    >>> model = kmix.MixModel(inputs, outputs, class_counts=[6000] * 5 + [60] * 5)
-    >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    >>> model = kmix.MixModel(
+    ...     inputs, outputs, class_counts=[6000] * 5 + [60] * 5
+    ... )
+    >>> model.compile(
+    ...     "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    ... )
+    >>> history = model.fit(
+    ...     x_train, y_train, batch_size=32, epochs=1, verbose=0
+    ... )
     """
 
     def __new__(cls, *args, **kwargs):
@@ -115,15 +122,34 @@ class MixModel(keras.Model):
 
         Example:
 
-        >>> base = keras.Sequential([keras.Input((8,)), kmix.MajorMix(), keras.layers.Dense(3)])
+        >>> base = keras.Sequential(
+        ...     [keras.Input((8,)), kmix.MajorMix(), keras.layers.Dense(3)]
+        ... )
         >>> model = kmix.MixModel.from_model(base, class_counts=[100, 10, 1])
-        >>> resnet = keras.applications.ResNet50(weights=None, classes=10)  # doctest: +SKIP
-        >>> model = kmix.MixModel.from_model(  # doctest: +SKIP
-        ...     resnet, [500] * 5 + [5] * 5, mix_after=["conv3_block4_out"], strength=0.5)
+        >>> resnet = keras.applications.ResNet50(
+        ...     weights=None, input_shape=(32, 32, 3), classes=10
+        ... )
+        >>> model = kmix.MixModel.from_model(
+        ...     resnet,
+        ...     [500] * 5 + [5] * 5,
+        ...     mix_after=["conv3_block4_out"],
+        ...     strength=0.5,
+        ... )
+        >>> [
+        ...     layer.name
+        ...     for layer in model.layers
+        ...     if isinstance(layer, kmix.MajorMix)
+        ... ]
+        ['mix_after_conv3_block4_out']
         """
         if mix_after is not None:
             inputs, outputs = insert_major_mix(model, mix_after, **mix_kwargs)
-            return cls(inputs=inputs, outputs=outputs, class_counts=class_counts, name=model.name)
+            return cls(
+                inputs=inputs,
+                outputs=outputs,
+                class_counts=class_counts,
+                name=model.name,
+            )
         if mix_kwargs:
             raise TypeError(
                 "MajorMix arguments were given without `mix_after`, so no "
@@ -146,13 +172,20 @@ class MixModel(keras.Model):
                 "Subclassed models should subclass `kmix.MixModel` instead."
             )
         return cls(
-            inputs=inputs, outputs=outputs, class_counts=class_counts, name=model.name
+            inputs=inputs,
+            outputs=outputs,
+            class_counts=class_counts,
+            name=model.name,
         )
 
     @property
     def major_mix_layers(self):
         """All `MajorMix` layers of the model, nested models included."""
-        return [layer for layer in flatten_layers(self) if isinstance(layer, MajorMix)]
+        return [
+            layer
+            for layer in flatten_layers(self)
+            if isinstance(layer, MajorMix)
+        ]
 
     @property
     def batch_observers(self):
@@ -177,10 +210,21 @@ class MixModel(keras.Model):
 
         Example:
 
-        >>> counts = kmix.metrics.PerClassAccuracy(num_classes=10)
+        >>> accuracy = kmix.metrics.PerClassAccuracy(num_classes=10)
         >>> model.add_batch_observer(
-        ...     lambda y, y_pred, sample_weight, training:
-        ...         counts.update_state(y, y_pred) if training else None)
+        ...     lambda y, y_pred, sample_weight, training: (
+        ...         accuracy.update_state(y, y_pred) if training else None
+        ...     )
+        ... )
+        >>> model.compile(
+        ...     "sgd",
+        ...     keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ... )
+        >>> history = model.fit(x_train, y_train, epochs=1, verbose=0)
+        >>> len(
+        ...     accuracy.result()
+        ... )  # the accuracy of each class on the mixed batches
+        10
         """
         self._observers.add(observer)
 
@@ -248,19 +292,25 @@ class MixModel(keras.Model):
 
     def remove_feature_probe(self, probe):
         """Removes a probe added with `insert_feature_probe`."""
-        entries = [entry for entry in self._probed.entries if entry[1] is not probe]
+        entries = [
+            entry for entry in self._probed.entries if entry[1] is not probe
+        ]
         if len(entries) == len(self._probed.entries):
             raise ValueError(
                 "Argument `probe` must be a probe returned by this model's "
                 f"`insert_feature_probe`. Received: probe={probe!r}."
             )
         self._probed.entries = entries
-        self._probed.network = self._probed_network(entries) if entries else None
+        self._probed.network = (
+            self._probed_network(entries) if entries else None
+        )
 
     def _find_layer(self, layer):
         layers = flatten_layers(self, include_self=False)
         for candidate in layers:
-            if candidate is layer or (isinstance(layer, str) and candidate.name == layer):
+            if candidate is layer or (
+                isinstance(layer, str) and candidate.name == layer
+            ):
                 return candidate
         raise ValueError(
             "Argument `layer` must be a layer of the model or its name. "
@@ -289,15 +339,26 @@ class MixModel(keras.Model):
     def set_class_loss_weights(self, weights):
         """Sets the per-class loss weights (a sequence of C non-negative floats)."""
         weights = np.asarray(weights, dtype="float32")
-        if weights.shape != (len(self.class_counts),) or np.any(weights < 0):
+        if (
+            weights.shape != (len(self.class_counts),)
+            or np.any(weights < 0)
+            or not np.all(np.isfinite(weights))
+        ):
             raise ValueError(
-                "Argument `weights` must hold one non-negative weight per class "
+                "Argument `weights` must hold one finite, non-negative weight per class "
                 f"({len(self.class_counts)} values). Received: weights={weights.tolist()!r}."
             )
         self.class_loss_weights.assign(weights)
 
     def train_step(self, data):
-        _, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if y is not None and not isinstance(y, (dict, list, tuple)):
+            # Fractional or out-of-range labels fail here, with a message,
+            # before any op (MajorMix, the loss weights' gather) uses them.
+            y = validation.check_label_values(
+                y, len(self.class_counts), name="y"
+            )
+            data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
         with mixing_context(labels=y, class_counts=self.class_counts):
             return super().train_step(data)
 
@@ -307,22 +368,35 @@ class MixModel(keras.Model):
         training = current_mixing_context() is not None
         for observer in self._observers.snapshot():
             observer(y, y_pred, sample_weight, training)
-        return super().compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return super().compute_metrics(
+            x, y, y_pred, sample_weight=sample_weight
+        )
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         if training and y is not None:
             self._check_output_size(y_pred.shape)
-            class_weight = ops.take(self.class_loss_weights, integer_labels(y), axis=0)
+            class_weight = ops.take(
+                self.class_loss_weights, integer_labels(y), axis=0
+            )
             if sample_weight is None:
                 sample_weight = class_weight
             else:
                 sample_weight = ops.cast(sample_weight, "float32")
-                sample_weight = ops.reshape(class_weight, (-1,) + (1,) * (
-                    len(sample_weight.shape) - 1)) * sample_weight
+                sample_weight = (
+                    ops.reshape(
+                        class_weight,
+                        (-1,) + (1,) * (len(sample_weight.shape) - 1),
+                    )
+                    * sample_weight
+                )
         return super().compute_loss(
-            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+            x=x,
+            y=y,
+            y_pred=y_pred,
+            sample_weight=sample_weight,
+            training=training,
         )
 
     def _check_output_size(self, output_shape):

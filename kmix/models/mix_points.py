@@ -41,10 +41,14 @@ def mix_if_requested(x, point, mix_at, mix_kwargs):
 def classifier_head(x, num_classes, classifier, regularizer):
     """The final layer `logits`: a `Dense` or a cosine `kmix.layers.NormedDense`."""
     if classifier == "normed":
-        return NormedDense(num_classes, kernel_regularizer=regularizer, name="logits")(x)
+        return NormedDense(
+            num_classes, kernel_regularizer=regularizer, name="logits"
+        )(x)
     if classifier != "dense":
         raise ValueError(
             f"Argument `classifier` must be one of {list(CLASSIFIERS)}. "
             f"Received: classifier={classifier!r}."
         )
-    return keras.layers.Dense(num_classes, kernel_regularizer=regularizer, name="logits")(x)
+    return keras.layers.Dense(
+        num_classes, kernel_regularizer=regularizer, name="logits"
+    )(x)

@@ -50,11 +50,25 @@ def resnet32(
 
     Example:
 
-    >>> model = kmix.models.resnet32(10, class_counts=[5000] * 5 + [50] * 5,
-    ...                              mix_at=["stage1"], strength=0.5)
+    >>> model = kmix.models.resnet32(
+    ...     10,
+    ...     class_counts=[5000] * 5 + [50] * 5,
+    ...     mix_at=["stage1"],
+    ...     strength=0.5,
+    ... )
+    >>> model.input_shape, model.output_shape
+    ((None, 32, 32, 3), (None, 10))
+    >>> [
+    ...     layer.name
+    ...     for layer in model.layers
+    ...     if isinstance(layer, kmix.MajorMix)
+    ... ]
+    ['mix_stage1']
     """
     mix_at = check_mix_at(mix_at)
-    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    regularizer = (
+        keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    )
     conv_kwargs = dict(
         padding="same",
         use_bias=False,
@@ -70,7 +84,9 @@ def resnet32(
     for stage, filters in enumerate((16, 32, 64), start=1):
         for block in range(5):
             stride = 2 if stage > 1 and block == 0 else 1
-            x = _basic_block(x, filters, stride, f"stage{stage}_block{block}", conv_kwargs)
+            x = _basic_block(
+                x, filters, stride, f"stage{stage}_block{block}", conv_kwargs
+            )
         x = mix_if_requested(x, f"stage{stage}", mix_at, mix_kwargs)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = mix_if_requested(x, "pool", mix_at, mix_kwargs)
@@ -80,13 +96,17 @@ def resnet32(
 
 def _basic_block(x, filters, stride, name, conv_kwargs):
     shortcut = x
-    y = keras.layers.Conv2D(filters, 3, strides=stride, name=f"{name}_conv1", **conv_kwargs)(x)
+    y = keras.layers.Conv2D(
+        filters, 3, strides=stride, name=f"{name}_conv1", **conv_kwargs
+    )(x)
     y = keras.layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = keras.layers.Conv2D(filters, 3, name=f"{name}_conv2", **conv_kwargs)(y)
     y = keras.layers.BatchNormalization(name=f"{name}_bn2")(y)
     if stride != 1 or x.shape[-1] != filters:
-        shortcut = _SubsampleAndPadChannels(filters, stride, name=f"{name}_shortcut")(x)
+        shortcut = _SubsampleAndPadChannels(
+            filters, stride, name=f"{name}_shortcut"
+        )(x)
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
@@ -103,7 +123,9 @@ class _SubsampleAndPadChannels(keras.layers.Layer):
     def call(self, inputs):
         x = inputs[:, :: self.stride, :: self.stride, :]
         extra = self.filters - inputs.shape[-1]
-        return ops.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
+        return ops.pad(
+            x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]]
+        )
 
     def compute_output_shape(self, input_shape):
         batch, height, width, _ = input_shape
@@ -111,4 +133,8 @@ class _SubsampleAndPadChannels(keras.layers.Layer):
         return (batch, size(height), size(width), self.filters)
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "stride": self.stride}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "stride": self.stride,
+        }

@@ -30,16 +30,31 @@ def small_cnn(
 
     Example:
 
-    >>> model = kmix.models.small_cnn(10, class_counts=[6000] * 5 + [60] * 5,
-    ...                               mix_at=["stage1"], strength=0.5)
+    >>> model = kmix.models.small_cnn(
+    ...     10,
+    ...     class_counts=[6000] * 5 + [60] * 5,
+    ...     mix_at=["stage1"],
+    ...     strength=0.5,
+    ... )
+    >>> model.input_shape, model.output_shape
+    ((None, 28, 28, 1), (None, 10))
+    >>> model.get_layer("mix_stage1").strength  # the MajorMix after stage 1
+    0.5
     """
     mix_at = check_mix_at(mix_at)
-    regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    regularizer = (
+        keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    )
 
     def conv_bn_relu(x, filters, layer_name):
         x = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
-            kernel_regularizer=regularizer, name=f"{layer_name}_conv",
+            filters,
+            3,
+            padding="same",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            kernel_regularizer=regularizer,
+            name=f"{layer_name}_conv",
         )(x)
         x = keras.layers.BatchNormalization(name=f"{layer_name}_bn")(x)
         return keras.layers.ReLU(name=f"{layer_name}_relu")(x)

@@ -40,8 +40,15 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
 
-    >>> schedule = kmix.schedules.WarmupStepDecay(0.1, steps_per_epoch=97, epochs=200)
+    >>> schedule = kmix.schedules.WarmupStepDecay(
+    ...     0.1, steps_per_epoch=97, epochs=200
+    ... )
     >>> optimizer = keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True)
+    >>> per_epoch = kmix.schedules.WarmupStepDecay(
+    ...     0.1, steps_per_epoch=1, epochs=200
+    ... )
+    >>> [round(float(per_epoch(epoch)), 5) for epoch in (0, 4, 100, 160, 180)]
+    [0.02, 0.1, 0.1, 0.001, 1e-05]
     """
 
     def __init__(
@@ -56,21 +63,26 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.learning_rate = validation.check_number(
             "learning_rate", learning_rate, 0.0, low_open=True
         )
-        self.steps_per_epoch = validation.check_int("steps_per_epoch", steps_per_epoch, 1)
+        self.steps_per_epoch = validation.check_int(
+            "steps_per_epoch", steps_per_epoch, 1
+        )
         self.epochs = validation.check_int("epochs", epochs, 1)
         self.warmup_epochs = (
-            None if warmup_epochs is None
+            None
+            if warmup_epochs is None
             else validation.check_number("warmup_epochs", warmup_epochs, 0.0)
         )
         self.decay_factors = [
-            validation.check_number("decay_factors", f, 0.0) for f in decay_factors
+            validation.check_number("decay_factors", f, 0.0)
+            for f in decay_factors
         ]
         if decay_epochs is None:
             self.decay_epochs = None
             epochs_list = [e * self.epochs / 200.0 for e in (160, 180)]
         else:
             self.decay_epochs = [
-                validation.check_number("decay_epochs", e, 0.0) for e in decay_epochs
+                validation.check_number("decay_epochs", e, 0.0)
+                for e in decay_epochs
             ]
             epochs_list = self.decay_epochs
         if any(b <= a for a, b in zip(epochs_list, epochs_list[1:])) or len(
@@ -81,15 +93,23 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "length and `decay_epochs` must increase. Received: "
                 f"decay_epochs={decay_epochs!r}, decay_factors={decay_factors!r}."
             )
-        warmup = 5.0 * self.epochs / 200.0 if warmup_epochs is None else self.warmup_epochs
+        warmup = (
+            5.0 * self.epochs / 200.0
+            if warmup_epochs is None
+            else self.warmup_epochs
+        )
         self.warmup_steps = int(round(warmup * self.steps_per_epoch))
-        self.decay_steps = [int(round(e * self.steps_per_epoch)) for e in epochs_list]
+        self.decay_steps = [
+            int(round(e * self.steps_per_epoch)) for e in epochs_list
+        ]
 
     def __call__(self, step):
         step = ops.cast(step, "float32")
         rate = ops.convert_to_tensor(self.learning_rate, "float32")
         for boundary, factor in zip(self.decay_steps, self.decay_factors):
-            rate = ops.where(step >= boundary, self.learning_rate * factor, rate)
+            rate = ops.where(
+                step >= boundary, self.learning_rate * factor, rate
+            )
         if self.warmup_steps > 0:
             warm = self.learning_rate * (step + 1.0) / self.warmup_steps
             rate = ops.where(step < self.warmup_steps, warm, rate)

@@ -12,10 +12,21 @@ Example:
 
 >>> config = kmix.ExperimentConfig(epochs=5, validation=200)
 >>> hypermodel = kmix.tuning.MajorMixHyperModel(
-...     config, space={"strength": (0.0, 1.0), "major_threshold": (0.01, 1.0)})
->>> tuner = keras_tuner.RandomSearch(hypermodel, objective=kmix.tuning.objective(),
-...                                  max_trials=8, directory="runs/tuning")
->>> tuner.search()
+...     config, space={"strength": (0.0, 1.0), "major_threshold": (0.01, 1.0)}
+... )
+>>> tuner = keras_tuner.RandomSearch(
+...     hypermodel,
+...     objective=kmix.tuning.objective(),
+...     max_trials=8,
+...     directory="runs/tuning",
+... )
+Data: fashion_mnist from ...
+>>> [hp.name for hp in tuner.oracle.get_space().space]
+['strength', 'major_threshold']
+
+`tuner.search()` then trains 8 models on Fashion-MNIST (the config's
+default data set); `kmix.tuning.MajorMixHyperModel` shows a search on small
+data, end to end.
 """
 
 from kmix.tuning.major_mix_hyper_model import OBJECTIVE
@@ -23,5 +34,7 @@ from kmix.tuning.major_mix_hyper_model import MajorMixHyperModel
 from kmix.tuning.major_mix_hyper_model import objective
 from kmix.tuning.search_space import DEFAULT_SPACE
 from kmix.tuning.search_space import check_space
-from kmix.tuning.search_space import mix_points  # deprecated name of parse_mix_at
+from kmix.tuning.search_space import (
+    mix_points,
+)  # deprecated name of parse_mix_at
 from kmix.tuning.search_space import parse_mix_at

@@ -120,7 +120,9 @@ def _check_range(name, spec):
         )
     low, high = spec
     if name == "drw_start_epoch":
-        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in spec):
+        if any(
+            isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in spec
+        ):
             raise ValueError(
                 f"Argument `space[{name!r}]` must be two ints >= 0. Received: {name}={spec!r}."
             )
