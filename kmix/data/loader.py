@@ -180,20 +180,17 @@ def load(
             f"The training split of {source.name} has no images of classes "
             f"{empty}: every class needs at least one training image."
         )
-    order = profiles.class_order(num_classes, class_order, seed)
-    if isinstance(profile, dict):
-        profile = _labels_as_keys(profile, source.class_names)
-    capped = (
-        available
-        if max_per_class is None
-        else np.minimum(available, max_per_class)
-    )
-    targets = profiles.imbalance_counts(
-        capped, profile, imbalance_ratio, minor_fraction, order=order
-    )
-    targets = [max(1, int(round(count * train_fraction))) for count in targets]
-    train_indices, validation_indices = _select(
-        source.train.labels, available, targets, validation, seed
+    profile, train_indices, validation_indices = select_training_images(
+        source.train.labels,
+        source.class_names,
+        profile,
+        imbalance_ratio,
+        minor_fraction,
+        class_order,
+        seed,
+        validation,
+        train_fraction,
+        max_per_class,
     )
 
     train_images = source.train.take(train_indices, verbose)
@@ -241,6 +238,48 @@ def load(
         train_indices=train_indices,
         validation_indices=validation_indices,
     )
+
+
+def select_training_images(
+    labels,
+    class_names,
+    profile,
+    imbalance_ratio,
+    minor_fraction,
+    class_order,
+    seed,
+    validation,
+    train_fraction,
+    max_per_class,
+):
+    """The training (and held-out) images of an imbalanced dataset, by index.
+
+    The one selection rule of `kmix.data.load` and `kmix.data.load_streaming`
+    (their arguments of the same names): the profile's counts on the
+    per-class counts of `labels` capped at `max_per_class`, scaled by
+    `train_fraction`, then `kmix.data.subsample_indices` after holding out
+    `validation`.
+
+    Returns:
+        `(profile, train_indices, validation_indices)`: the profile with
+        class-name keys turned into labels, and indices into `labels`
+        (`validation_indices` is None without `validation`).
+    """
+    num_classes = len(class_names)
+    available = np.bincount(labels, minlength=num_classes)
+    order = profiles.class_order(num_classes, class_order, seed)
+    if isinstance(profile, dict):
+        profile = _labels_as_keys(profile, class_names)
+    capped = (
+        available
+        if max_per_class is None
+        else np.minimum(available, max_per_class)
+    )
+    targets = profiles.imbalance_counts(
+        capped, profile, imbalance_ratio, minor_fraction, order=order
+    )
+    targets = [max(1, int(round(count * train_fraction))) for count in targets]
+    return (profile, *_select(labels, available, targets, validation, seed))
 
 
 def _select(labels, available, targets, validation, seed):

@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from kmix.data import file_source
 from kmix.data import loader
-from kmix.data import profiles
 from kmix.data import streaming_pipeline
 from kmix.data.image_file_list import describe_paths
 from kmix.data.streaming_dataset import StreamingDataset
@@ -319,20 +318,17 @@ def load_streaming(
     available = np.bincount(source.train.labels, minlength=num_classes)
     _check_classes(source, available)
 
-    order = profiles.class_order(num_classes, class_order, seed)
-    if isinstance(profile, dict):
-        profile = loader._labels_as_keys(profile, source.class_names)
-    capped = (
-        available
-        if max_per_class is None
-        else np.minimum(available, max_per_class)
-    )
-    targets = profiles.imbalance_counts(
-        capped, profile, imbalance_ratio, minor_fraction, order=order
-    )
-    targets = [max(1, int(round(count * train_fraction))) for count in targets]
-    train_indices, validation_indices = loader._select(
-        source.train.labels, available, targets, validation, seed
+    profile, train_indices, validation_indices = loader.select_training_images(
+        source.train.labels,
+        source.class_names,
+        profile,
+        imbalance_ratio,
+        minor_fraction,
+        class_order,
+        seed,
+        validation,
+        train_fraction,
+        max_per_class,
     )
     train_files = source.train.take(train_indices)
     validation_files = source.validation
