@@ -62,14 +62,20 @@ def main(argv):
     except ValueError as error:
         raise app.UsageError(str(error))
     configs = [experiment_flags.config_from_flags(seed) for seed in seeds]
-    summary = experiment.run_seeds(
-        configs,
-        FLAGS.output_dir,
-        flags_text=experiment_flags.resolved_flags(),
-        strategy=strategy,
-        verbose=cli.keras_verbose(),
-        overwrite=FLAGS.overwrite,
-    )
+    try:
+        summary = experiment.run_seeds(
+            configs,
+            FLAGS.output_dir,
+            flags_text=experiment_flags.resolved_flags(),
+            strategy=strategy,
+            verbose=cli.keras_verbose(),
+            overwrite=FLAGS.overwrite,
+        )
+    except experiment.StaleOutputError as error:
+        raise app.UsageError(str(error))
+    except experiment.NonFiniteLossError as error:
+        # The message names the epoch and the settings; no traceback needed.
+        sys.exit(f"run.py: {error}")
     print(console.final_summary(summary, FLAGS.output_dir, configs[0]))
 
 

@@ -403,6 +403,36 @@ def test_run_py_passes_overwrite_to_run_seeds(tmp_path, dataset, monkeypatch):
     assert calls[0]["overwrite"] is True
 
 
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (
+            runs.StaleOutputError("--mix_at was stage1, now pool"),
+            app.UsageError,
+        ),
+        (training.NonFiniteLossError("loss is nan at epoch 2"), SystemExit),
+    ],
+)
+def test_run_py_reports_refusals_and_divergence_without_a_traceback(
+    tmp_path, dataset, monkeypatch, error, expected
+):
+    if hasattr(run, "define_flags"):
+        use_flags(run.define_flags)
+
+    def run_seeds(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(kmix.experiment, "run_seeds", run_seeds)
+    with flagsaver.flagsaver(
+        **tiny(dataset), output_dir=str(tmp_path), deterministic=False
+    ):
+        with pytest.raises(expected) as raised:
+            run.main(["run.py"])
+    assert str(error) in str(raised.value)
+    if expected is SystemExit:  # a message, so the exit status is 1
+        assert str(raised.value).startswith("run.py: ")
+
+
 # ------------------------------------------------------------- item 8
 
 

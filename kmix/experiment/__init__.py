@@ -47,9 +47,11 @@ from kmix.experiment.config import ExperimentConfig
 from kmix.experiment.evaluation import evaluate
 from kmix.experiment.loading import load_data
 from kmix.experiment.loading import validation_split
+from kmix.experiment.runs import StaleOutputError
 from kmix.experiment.runs import results_table
 from kmix.experiment.runs import run_seeds
 from kmix.experiment.runs import summarize
+from kmix.experiment.training import NonFiniteLossError
 from kmix.experiment.training import fit_model
 from kmix.experiment.training import prepare_training_set
 from kmix.experiment.training import train_and_evaluate
