@@ -55,6 +55,8 @@ FLAGS = flags.FLAGS
 TUNERS = ("random", "bayesian", "hyperband")
 # What kmix.tuning.search_space can search: its ranges and its choices.
 SEARCHABLE = search_space.RANGES + search_space.CHOICES
+# Seeds averaged per trial, at least: a trial scored on one seed ranks noise.
+MIN_EXECUTIONS = 2
 
 
 def define_flags():
@@ -72,8 +74,9 @@ def define_flags():
     )
     flags.DEFINE_integer(
         "executions_per_trial",
-        1,
-        "Trainings per trial, execution e with the e-th of --seeds; the objective is their mean.",
+        MIN_EXECUTIONS,
+        f"Trainings per trial (>= {MIN_EXECUTIONS}), execution e with the e-th of "
+        "--seeds (default seeds 0, 1, ...); the objective is their mean.",
     )
     flags.DEFINE_integer(
         "hyperband_factor",
@@ -119,10 +122,18 @@ def check_flags():
         raise app.UsageError(
             f"--max_trials must be >= 1; got {FLAGS.max_trials}."
         )
-    if not 1 <= FLAGS.executions_per_trial <= len(seeds):
+    if FLAGS.executions_per_trial < MIN_EXECUTIONS:
         raise app.UsageError(
-            f"--executions_per_trial must be in [1, {len(seeds)}]: execution e trains with "
-            f"the e-th of --seeds={FLAGS.seeds!r}; got {FLAGS.executions_per_trial}."
+            f"--executions_per_trial must be >= {MIN_EXECUTIONS}: a trial scored on "
+            "one seed ranks noise (docs/tuning.md: a one-seed search picked a "
+            f"config worse than the defaults); got {FLAGS.executions_per_trial}."
+        )
+    seeds = trial_seeds()
+    if FLAGS.executions_per_trial > len(seeds):
+        raise app.UsageError(
+            f"--executions_per_trial must be at most the {len(seeds)} seeds of "
+            f"--seeds={FLAGS.seeds!r}: execution e trains with the e-th; got "
+            f"{FLAGS.executions_per_trial}."
         )
     if FLAGS.hyperband_factor < 2:
         raise app.UsageError(
@@ -165,11 +176,18 @@ DEFAULT_VALIDATION = (
 )
 
 
+def trial_seeds():
+    """The seeds of a trial's executions: --seeds, or 0, 1, ... when it is not given."""
+    if FLAGS["seeds"].using_default_value:
+        return list(range(FLAGS.executions_per_trial))
+    return [int(s) for s in FLAGS.seeds]
+
+
 def hyper_model_from_flags():
     """The `kmix.tuning.MajorMixHyperModel` of the current flags."""
     from kmix import tuning
 
-    seeds = [int(s) for s in FLAGS.seeds][: FLAGS.executions_per_trial]
+    seeds = trial_seeds()[: FLAGS.executions_per_trial]
     config = experiment_flags.config_from_flags(seeds[0])
     if config.validation is None:
         config = dataclasses.replace(config, validation=DEFAULT_VALIDATION)

@@ -40,10 +40,10 @@ TINY = dict(
     width=4,
     lr_schedule="constant",
     learning_rate=0.05,
-    seeds=["3"],
+    seeds=["3", "4"],
     verbose=0,
     tuner="random",
-    executions_per_trial=1,
+    executions_per_trial=2,
     search=["strength", "major_threshold", "mix_at"],
     mix_at_choices=["stem", "stage1+stage2", "none"],
 )
@@ -204,9 +204,10 @@ def test_bad_search_spaces_raise_errors_naming_the_value(
     "overrides, message",
     [
         (
-            {"executions_per_trial": 2},
-            r"--executions_per_trial must be in \[1, 1\]",
+            {"executions_per_trial": 3},
+            r"--executions_per_trial must be at most the 2 seeds",
         ),
+        ({"executions_per_trial": 1}, r"--executions_per_trial must be >= 2"),
         ({"search": ["strength", "width"]}, r"--search.*width"),
         ({"strength_range": ["0.1"]}, r"--strength_range must be two floats"),
         (
@@ -258,7 +259,7 @@ def test_tune_configs_parse_and_pass_the_flag_checks(name, searched):
         hypermodel = tune.hyper_model_from_flags()
     assert list(hypermodel.space) == searched
     assert hypermodel.space["major_threshold"] == (0.01, 1.0)
-    assert hypermodel.config.validation == 200 and hypermodel.seeds == [0]
+    assert hypermodel.config.validation == 200 and hypermodel.seeds == [0, 1]
     assert hypermodel.config.dataset in name
 
 
@@ -305,7 +306,7 @@ def test_resumed_search_keeps_finished_trials_and_runs_only_new_ones(
     resumed_search,
 ):
     assert list(resumed_search["first"]) == ["0"]
-    assert resumed_search["fits"] == 1
+    assert resumed_search["fits"] == 2  # one new trial, two executions
     trials = resumed_search["tuner"].oracle.trials
     assert sorted(trials) == ["0", "1"]
     assert all(t.status == "COMPLETED" for t in trials.values())
@@ -328,7 +329,7 @@ def test_best_cfg_makes_run_py_reproduce_the_best_trial_config(resumed_search):
         seeds = experiment_flags.check_flags()
         config = experiment_flags.config_from_flags(seeds[0])
     trial_config = hypermodel.config_for(best.hyperparameters)
-    assert seeds == [3]
+    assert seeds == [3, 4]
     assert (
         config == trial_config
     )  # the held-out split too: the trial's exact training data
