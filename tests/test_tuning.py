@@ -408,13 +408,14 @@ def test_distributed_chief_and_two_workers_finish_a_search(tmp_path):
     assert done.returncode == 0, (
         done.stdout + done.stderr + "".join(logs.values())
     )
-    # verbose=2: one line per epoch, so one per trial; the workers train, the chief does not.
+    # verbose=2: one line per epoch, so one per execution (3 trials x 2
+    # seeds); the workers train, the chief does not.
     epoch_line = re.compile(r"(?m)^\d+/\d+ - .* - val_balanced_accuracy: ")
     assert "best trial" in logs["chief"] and not epoch_line.search(
         logs["chief"]
     )
     assert (
-        sum(len(epoch_line.findall(logs[w])) for w in ("tuner0", "tuner1")) == 3
+        sum(len(epoch_line.findall(logs[w])) for w in ("tuner0", "tuner1")) == 6
     )
     with open(tmp_path / "dist" / "trials.csv") as f:
         rows = list(csv.DictReader(f))
