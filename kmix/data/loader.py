@@ -124,24 +124,12 @@ def load(
     [10, 10, 10, 10, 10, 2, 2, 2, 2, 2]
     """
     # Cheap checks first, so that a bad argument fails before any reading.
-    check_number("imbalance_ratio", imbalance_ratio, low=1.0)
-    check_number(
-        "minor_fraction",
-        minor_fraction,
-        0.0,
-        1.0,
-        low_open=True,
-        high_open=True,
+    train_fraction, max_per_class = check_selection_arguments(
+        imbalance_ratio, minor_fraction, seed, train_fraction, max_per_class
     )
     check_choice("augment", augment, pipeline.AUGMENTATIONS)
-    check_int("seed", seed, 0)
     batch_size = check_int("batch_size", batch_size, 1)
     crop_padding = check_int("crop_padding", crop_padding, 0)
-    train_fraction = check_number(
-        "train_fraction", train_fraction, 0.0, 1.0, low_open=True
-    )
-    if max_per_class is not None:
-        max_per_class = check_int("max_per_class", max_per_class, 1)
     from kmix.data import streaming as streaming_path  # imports this module
 
     if streaming_path.wants_streaming(
@@ -238,6 +226,32 @@ def load(
         train_indices=train_indices,
         validation_indices=validation_indices,
     )
+
+
+def check_selection_arguments(
+    imbalance_ratio, minor_fraction, seed, train_fraction, max_per_class
+):
+    """Checks the arguments of `select_training_images` that need no data.
+
+    `kmix.data.load` and `kmix.data.load_streaming` call it before reading
+    anything. Returns `(train_fraction, max_per_class)` as float and int.
+    """
+    check_number("imbalance_ratio", imbalance_ratio, low=1.0)
+    check_number(
+        "minor_fraction",
+        minor_fraction,
+        0.0,
+        1.0,
+        low_open=True,
+        high_open=True,
+    )
+    check_int("seed", seed, 0)
+    train_fraction = check_number(
+        "train_fraction", train_fraction, 0.0, 1.0, low_open=True
+    )
+    if max_per_class is not None:
+        max_per_class = check_int("max_per_class", max_per_class, 1)
+    return train_fraction, max_per_class
 
 
 def select_training_images(

@@ -281,14 +281,8 @@ def load_streaming(
     ...     batch_size=256,
     ... )
     """
-    check_number("imbalance_ratio", imbalance_ratio, low=1.0)
-    check_number(
-        "minor_fraction",
-        minor_fraction,
-        0.0,
-        1.0,
-        low_open=True,
-        high_open=True,
+    train_fraction, max_per_class = loader.check_selection_arguments(
+        imbalance_ratio, minor_fraction, seed, train_fraction, max_per_class
     )
     check_choice(
         "augment",
@@ -296,18 +290,12 @@ def load_streaming(
         ("auto",) + tuple(streaming_pipeline.STREAMING_AUGMENTATIONS),
     )
     check_choice("bad_images", bad_images, BAD_IMAGES)
-    check_int("seed", seed, 0)
     batch_size = check_int("batch_size", batch_size, 1)
     image_size = check_int(
         "image_size",
         streaming_pipeline.IMAGE_SIZE if image_size is None else image_size,
         8,
     )
-    train_fraction = check_number(
-        "train_fraction", train_fraction, 0.0, 1.0, low_open=True
-    )
-    if max_per_class is not None:
-        max_per_class = check_int("max_per_class", max_per_class, 1)
     augment = "crop_flip" if augment == "auto" else augment
 
     source = file_source.open_file_source(
