@@ -43,6 +43,12 @@ setuptools.setup(
     extras_require={
         "cpu": ["tensorflow-cpu==2.21.0"],
         "gpu": ["tensorflow[and-cuda]==2.21.0"],
+        # The other Keras backends the model side runs on (KERAS_BACKEND=jax
+        # or torch; tf.data stays the input pipeline, so TensorFlow is still
+        # installed). CPU builds: jax[cpu] from PyPI; torch 2.13.0's CPU
+        # wheel (a plain `torch` from PyPI pulls CUDA builds of several GB).
+        "jax": ["jax[cpu]==0.10.2"],
+        "torch": ["torch==2.13.0"],
         "dev": ["pytest>=8", "mkdocs>=1.6", "mkdocstrings[python]>=0.25",
                 "pymdown-extensions>=10",
                 # The docs theme (Material for MkDocs). 9.7.5 and later print

@@ -3,6 +3,7 @@ r"""The method study: every method at a converged budget, chosen on validation d
     .venv/bin/python benchmarks/study.py run                  # train what is missing
     .venv/bin/python benchmarks/study.py run --phases=1 --max_runs=4
     .venv/bin/python benchmarks/study.py report               # tables and figures
+    .venv/bin/python benchmarks/study.py recipes              # report, then the recipes
 
 `run` trains, one subprocess of `experiments/run.py` per (cell, method, seed),
 every run of the plan whose record is missing from `--records_dir`
@@ -17,6 +18,12 @@ any checkout; a killed run is simply trained again.
 `results.md`, `results.json` and the figures into `--records_dir`. Every
 choice (the best MajorMix recipe of a cell, the ablation winners) is made on
 the validation split; test accuracy is reported for every method, once.
+
+`recipes` runs `report` and writes the two shipped flagfiles,
+`experiments/configs/recipe_step.cfg` and `recipe_longtail.cfg`: each holds
+the flags of the MajorMix-based method with the best validation balanced
+accuracy over its cells (step-100 and step-10; exp-100 and exp-10), method
+settings only, so they combine with any `--dataset` and `--epochs`.
 
 The budget (`experiments/configs/study_fashion_mnist.cfg`) is one where
 plain cross-entropy over-fits: Fashion-MNIST with the largest class capped at
@@ -300,9 +307,46 @@ def run_plan():
         )
 
 
+# Per recipe: what it is for, and the --profile of its example command.
+RECIPE_HEADERS = {
+    "step": ("step imbalance (large and small classes)", "step"),
+    "longtail": ("long tails (counts falling off exponentially)", "exp"),
+}
+
+
+def write_recipes(choices):
+    """Writes experiments/configs/recipe_<kind>.cfg from the study's choices."""
+    for kind, choice in choices.items():
+        label, _, method_flags = METHODS[choice["method"]]
+        purpose, profile = RECIPE_HEADERS[kind]
+        status = (
+            ""
+            if choice["final"]
+            else " PROVISIONAL: fewer than 3 seeds per cell so far."
+        )
+        lines = [
+            f"# kmix's recipe for {purpose}: the method's settings",
+            "# only, phases as fractions of --epochs. Add the data and the budget:",
+            f"#   python experiments/run.py --flagfile=experiments/configs/recipe_{kind}.cfg \\",
+            f"#       --dataset=cifar10 --profile={profile} --imbalance_ratio=100 --epochs=200",
+            "# Written by `python benchmarks/study.py recipes` from the method study",
+            f"# (docs/results.md): {label}, the MajorMix-based",
+            "# method with the best validation balanced accuracy averaged over",
+            f"# {', '.join(choice['cells'])} ({100 * choice['validation_balanced']:.1f} %, "
+            f"{choice['seeds']} seed(s) per cell).{status}",
+            *method_flags,
+        ]
+        path = os.path.join(
+            REPO, "experiments", "configs", f"recipe_{kind}.cfg"
+        )
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"study: wrote {os.path.relpath(path, REPO)}: {label}")
+
+
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("run", "report"):
-        raise app.UsageError("Usage: study.py run|report [flags]")
+    if len(argv) != 2 or argv[1] not in ("run", "report", "recipes"):
+        raise app.UsageError("Usage: study.py run|report|recipes [flags]")
     unknown = [
         p for p in FLAGS.phases if not p.isdigit() or int(p) not in PHASES
     ]
@@ -313,9 +357,12 @@ def main(argv):
     if argv[1] == "run":
         run_plan()
     else:
+        from study_report import choose_shipped_recipes
         from study_report import report
 
-        report(FLAGS.records_dir, METHODS, CELLS)
+        results = report(FLAGS.records_dir, METHODS, CELLS)
+        if argv[1] == "recipes":
+            write_recipes(choose_shipped_recipes(results, METHODS))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,9 @@ from kmix.classes import class_groups
 
 # A recipe is chosen among the methods of a cell with at least this many seeds.
 MIN_SEEDS_TO_CHOOSE = 3
+# The shipped recipes (experiments/configs/recipe_<kind>.cfg) and the cells
+# whose validation accuracy chooses each.
+RECIPE_CELLS = {"step": ["step100", "step10"], "longtail": ["exp100", "exp10"]}
 
 
 def load_records(records_dir):
@@ -78,6 +81,68 @@ def choose_recipe(summaries, methods):
     return max(
         candidates, key=lambda name: summaries[name]["mean"]["validation"]
     )
+
+
+def choose_shipped_recipes(results, methods):
+    """Per recipe kind, the MajorMix-based method to ship, chosen on validation.
+
+    The method with the best validation balanced accuracy averaged over the
+    kind's cells (`RECIPE_CELLS`), among the methods with records in every
+    one of them. Methods with `MIN_SEEDS_TO_CHOOSE` seeds in every cell are
+    preferred; until some have, the choice is made among those with the most
+    seeds and marked `"final": False`.
+    """
+    choices = {}
+    for kind, wanted in RECIPE_CELLS.items():
+        cells = [cell for cell in wanted if cell in results]
+        candidates = {}
+        for name, (_, family, _) in methods.items():
+            if family != "majormix" or not all(
+                name in results[cell]["methods"] for cell in cells
+            ):
+                continue
+            summaries = [results[cell]["methods"][name] for cell in cells]
+            candidates[name] = (
+                min(len(s["seeds"]) for s in summaries),
+                float(np.mean([s["mean"]["validation"] for s in summaries])),
+            )
+        if not cells or not candidates:
+            continue
+        seeds = min(
+            max(count for count, _ in candidates.values()), MIN_SEEDS_TO_CHOOSE
+        )
+        eligible = {
+            name: value
+            for name, (count, value) in candidates.items()
+            if count >= seeds
+        }
+        best = max(eligible, key=eligible.get)
+        choices[kind] = {
+            "method": best,
+            "cells": cells,
+            "seeds": seeds,
+            "validation_balanced": eligible[best],
+            "final": seeds >= MIN_SEEDS_TO_CHOOSE,
+        }
+    return choices
+
+
+def recipes_section(choices, methods):
+    """Markdown: which method each shipped recipe holds, and why."""
+    lines = [
+        "### The shipped recipes",
+        "",
+        "| recipe | method | chosen on | seeds per cell | mean validation balanced |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, choice in choices.items():
+        status = "" if choice["final"] else " (provisional)"
+        lines.append(
+            f"| `recipe_{kind}.cfg` | {methods[choice['method']][0]}{status} | "
+            f"{', '.join(choice['cells'])} | {choice['seeds']} | "
+            f"{100 * choice['validation_balanced']:.1f} |"
+        )
+    return "\n".join(lines + [""])
 
 
 def paired(summaries, a, b):
@@ -187,14 +252,19 @@ def report(records_dir, methods, cells):
     total = sum(
         len(runs) for cell in records.values() for runs in cell.values()
     )
+    choices = choose_shipped_recipes(results, methods)
     text = (
         f"<!-- written by `python benchmarks/study.py report` from {total} run records -->\n\n"
         + "\n".join(sections)
+        + "\n"
+        + recipes_section(choices, methods)
     )
     with open(os.path.join(records_dir, "results.md"), "w") as f:
         f.write(text)
     with open(os.path.join(records_dir, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
+    with open(os.path.join(records_dir, "recipes.json"), "w") as f:
+        json.dump(choices, f, indent=1)
     figures = write_curves(records, results, methods, records_dir)
     print(text)
     print(f"study report: {total} runs, figures: {figures}")

@@ -2,7 +2,9 @@
 # Sets kmix up on a fresh Debian machine, from the repository root or anywhere:
 #   - Debian's dataset-fashion-mnist (the offline data the main job uses),
 #   - with --test: Debian's bazel-bootstrap and bazel-bootstrap-source too,
-#   - a virtualenv in <repo>/.venv with kmix installed as `pip install -e ".[cpu,dev]"`.
+#   - a virtualenv in <repo>/.venv with kmix installed as `pip install -e ".[cpu,dev]"`,
+#     and with --test the JAX and PyTorch backends too (".[cpu,dev,jax,torch]",
+#     CPU builds) for scripts/test_backends.sh.
 # Re-running it is cheap: it installs only what is missing.
 #
 #   bash scripts/setup.sh          # for the main job
@@ -33,5 +35,7 @@ if [ ! -x .venv/bin/python ]; then
   "${PYTHON:-python3}" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".[${KMIX_EXTRA:-cpu},dev]"
+extras="${KMIX_EXTRA:-cpu},dev"
+[ "${1:-}" = "--test" ] && extras="${extras},jax,torch"
+.venv/bin/python -m pip install -q -e ".[${extras}]"
 .venv/bin/python -c "import kmix; print('setup.sh: kmix', kmix.__version__, 'ready in .venv')"

@@ -8,7 +8,9 @@
 #   3. the tests marked `slow`, with pytest (the others are deselected there);
 #   4. all the other tests, with Bazel (`scripts/bazel_test.sh --fast`, two
 #      test files at a time), then the Bazel server is shut down;
-#   5. the docs build (`mkdocs build --strict`).
+#   5. the model-side tests under every Keras backend (tests/backends, one
+#      pytest process per backend: scripts/test_backends.sh);
+#   6. the docs build (`mkdocs build --strict`).
 # Bazel and pytest run the same tests/test_*.py files (see docs/bazel.md).
 # Run scripts/setup.sh --test first.
 #
@@ -87,6 +89,13 @@ else
   bazel_counts="$(grep -oE 'Executed [0-9]+ out of [0-9]+ tests?: [^.]*' "${logs}/bazel.log" | tail -n 1)"
   ran="pytest ran the docstring examples (${doctest_counts}) and the tests marked slow ($(pytest_counts "${logs}/pytest.log")); Bazel ran the other tests, //... without the tag slow (${bazel_counts:-see its summary above})"
 fi
+bash scripts/test_backends.sh 2>&1 | tee "${logs}/backends.log"
+status="${PIPESTATUS[0]}"
+if [ "${status}" -ne 0 ]; then
+  echo "test.sh: the tests on the Keras backends failed (exit code ${status})." >&2
+  exit "${status}"
+fi
+ran="${ran}; tests/backends passed on jax, torch and tensorflow"
 .venv/bin/mkdocs build --strict --quiet --site-dir "${logs}/site" || {
   echo "test.sh: the documentation does not build without warnings (mkdocs build --strict)." >&2
   exit 1

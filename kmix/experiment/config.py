@@ -360,11 +360,15 @@ class ExperimentConfig:
     def drw_start_at(self):
         """The first (0-based) epoch of deferred re-weighting, or None.
 
-        `drw_start_fraction` f gives `round(f * epochs)`, so a recipe holds
-        for any training budget.
+        `drw_start_fraction` f gives `round(f * epochs)`, at most the last
+        epoch, so a recipe holds for any training budget (with 2 epochs and
+        f = 0.8, re-weighting starts at epoch 1).
         """
         if self.drw_start_fraction is not None:
-            return int(round(self.drw_start_fraction * self.epochs))
+            return min(
+                int(round(self.drw_start_fraction * self.epochs)),
+                self.epochs - 1,
+            )
         return self.drw_start_epoch
 
     @property
