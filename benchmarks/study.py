@@ -55,7 +55,9 @@ SEEDS = {"step100": 5, "step10": 5, "exp100": 3, "exp10": 3}
 _MIX = ["--mix_at=stage1", "--strength=0.5", "--major_threshold=0.5"]
 _DRW = ["--reweight=cb", "--drw_start_fraction=0.8"]
 # name: (label, kind, run.py flags). Kinds: "baseline", "majormix" (every
-# MajorMix-based method is a candidate for a cell's best recipe).
+# MajorMix-based method is a candidate for a cell's best recipe), "tuned"
+# (the best trial of tune_study_step100.cfg, reported but not a candidate:
+# it was picked on this validation split already).
 METHODS = {
     "ce": ("CE", "baseline", []),
     "ce_drw": ("CE + DRW", "baseline", _DRW),
@@ -137,6 +139,11 @@ METHODS = {
         "majormix",
         _MIX + ["--frequency_gamma=0.5"],
     ),
+    "mm_tuned": (
+        "MajorMix tuned (strength 0.35, stage2)",
+        "tuned",
+        ["--mix_at=stage2", "--strength=0.35", "--major_threshold=0.5"],
+    ),
 }
 KEY_METHODS = [
     "ce",
@@ -173,6 +180,7 @@ PHASES = {
     4: (["step100", "step10"], KEY_METHODS, [3, 4]),
     5: (["step100"], ABLATIONS["step100"], [3, 4]),
     6: (["exp10"], KEY_METHODS, [0, 1, 2]),
+    7: (["step100"], ["mm_tuned"], [0, 1, 2]),
 }
 
 FLAGS = flags.FLAGS
