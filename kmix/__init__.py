@@ -1,8 +1,10 @@
 """kmix: major-class feature mixing for deep learning on class-imbalanced data.
 
 Implements "Procrustean training" (Ye, Zhan & Chao, "Procrustean Training for
-Imbalanced Deep Learning", ICCV 2021, arXiv:2104.01769) for Keras 3 on the
-TensorFlow backend.
+Imbalanced Deep Learning", ICCV 2021, arXiv:2104.01769) for Keras 3. The
+model side (layers, `MixModel`, losses, metrics, callbacks) runs on every
+Keras backend (TensorFlow, JAX, PyTorch); the data side (`kmix.data`) builds
+`tf.data` pipelines, which feed every backend.
 
 Example:
 
@@ -13,11 +15,11 @@ Example:
 >>> outputs = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))
 >>> model = kmix.MixModel(inputs, outputs, class_counts=[5000] * 5 + [50] * 5)
 
-`import kmix` loads the library (layers, models, data, losses, metrics,
-callbacks, schedules, class rules and class weights) but not the experiment
-harness: `kmix.experiment`, `kmix.plots` (matplotlib) and `kmix.tuning`
-(keras-tuner) are imported on first use, e.g. the first read of
-`kmix.plots`.
+`import kmix` loads the model side (layers, models, losses, metrics,
+callbacks, schedules, class rules and class weights) but not TensorFlow or
+the experiment harness: `kmix.data` (TensorFlow, tf.data), `kmix.experiment`,
+`kmix.plots` (matplotlib) and `kmix.tuning` (keras-tuner) are imported on
+first use, e.g. the first read of `kmix.data`.
 """
 
 __version__ = "0.1.0"
@@ -28,7 +30,6 @@ import typing
 from kmix import callbacks
 from kmix import class_weights
 from kmix import classes
-from kmix import data
 from kmix import layers
 from kmix import losses
 from kmix import metrics
@@ -44,9 +45,9 @@ if (
     from kmix.experiment.config import ExperimentConfig
 
 # Submodules imported on first attribute access (PEP 562): they pull in
-# matplotlib, keras-tuner and the training harness, which a model does not
-# need. `weights` is the deprecated name of `class_weights` (it warns).
-_LAZY_SUBMODULES = ("experiment", "plots", "tuning", "weights")
+# TensorFlow, matplotlib, keras-tuner and the training harness, which a model
+# does not need. `weights` is the deprecated name of `class_weights` (it warns).
+_LAZY_SUBMODULES = ("data", "experiment", "plots", "tuning", "weights")
 
 
 def __getattr__(name):

@@ -139,7 +139,10 @@ def check_label_values(labels, num_classes=None, name="labels"):
     uses the returned labels runs after the checks: an out-of-range label
     raises `InvalidArgumentError` with this message, never a bare
     `GatherV2` error. XLA (`jit_compile=True`) compiles assertions away.
-    On other backends a traced function is not checked.
+    On JAX and PyTorch, eager tensors (on any device) are checked at once;
+    traced values (inside a JAX-compiled step, the default of `fit` on JAX,
+    or a `torch.compile`d one) cannot be read and are returned unchecked:
+    run `fit` with `run_eagerly=True` to check them there.
 
     Example:
 
@@ -228,7 +231,22 @@ def check_label_values(labels, num_classes=None, name="labels"):
 
 
 def _is_traced(tensor):
-    """Whether `tensor` is a tracer of a JAX or PyTorch compiled function."""
+    """Whether `tensor` is traced: a JAX tracer, or PyTorch compiling.
+
+    Such values cannot be read in Python; eager tensors (on any device)
+    can.
+    """
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return isinstance(tensor, jax.core.Tracer)
+    if backend == "torch":
+        import torch
+
+        return torch.compiler.is_compiling()
     try:
         np.asarray(tensor)
     except Exception:  # noqa: BLE001 (tracers refuse conversion, each in its own way)

@@ -80,6 +80,25 @@ def test_kmix_layers_work_without_matplotlib_and_keras_tuner():
     assert "matplotlib" in found["plots_error"]
 
 
+def test_model_side_on_jax_loads_no_tensorflow_until_kmix_data():
+    found = _python(
+        "import json, os, sys\n"
+        "os.environ['KERAS_BACKEND'] = 'jax'\n"
+        "import keras\n"
+        "import kmix\n"
+        "inputs = keras.Input((4,))\n"
+        "x = kmix.MajorMix()(keras.layers.Dense(8)(inputs))\n"
+        "model = kmix.MixModel(inputs, keras.layers.Dense(2)(x), class_counts=[9, 1])\n"
+        "model.compile('sgd', 'sparse_categorical_crossentropy',\n"
+        "              metrics=[kmix.metrics.BalancedAccuracy(num_classes=2)])\n"
+        "before = 'tensorflow' in sys.modules\n"
+        "kmix.data.imbalance_counts\n"
+        "print(json.dumps({'backend': keras.backend.backend(), 'before': before,\n"
+        "                  'after': 'tensorflow' in sys.modules}))\n"
+    )
+    assert found == {"backend": "jax", "before": False, "after": True}
+
+
 def test_harness_modules_load_on_first_attribute_access():
     found = _python(
         "import json, sys\n"

@@ -2,18 +2,22 @@
 
 import math
 import os
+import sys
+import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from kmix import records as records_lib
 from kmix import validation
 from kmix._keras_compat import flatten_layers
+from kmix.callbacks._per_class_sums import PerClassSums
 from kmix.classes import integer_labels
 from kmix.classes import per_class_recall
 from kmix.layers.feature_probe import FeatureProbe
-from kmix.metrics._per_class_counts import PerClassCounts
+from kmix.metrics._per_class_counts import batch_counts
+from kmix.metrics._per_class_counts import per_class_sums
 from kmix.models.mix_model import MixModel
 
 # The records' file format lives in `kmix.records`; these names stay
@@ -75,11 +79,34 @@ class ClassProgress(keras.callbacks.Callback):
     `||g_i|| * global_batch_size / loss_scale` (the gradient of each
     example's own loss, for the default `"sum_over_batch_size"` reduction,
     undoing mixed-precision loss scaling and the `1 / num_replicas` of
-    `tf.distribute`) into per-class sums and counts held in non-trainable,
-    sum-aggregated variables; `g` passes on unchanged. The variable updates
-    are stateful ops of the traced training step, so `tf.function`'s
-    automatic control dependencies run them, with and without
-    `jit_compile`. The loss includes `MixModel`'s per-class loss weights and
+    `tf.distribute`) into per-class sums and counts; `g` passes on
+    unchanged. Where the sums live depends on the Keras backend, the numbers
+    do not:
+
+    - TensorFlow: non-trainable, sum-aggregated variables; the updates are
+      stateful ops of the traced training step, so `tf.function`'s
+      automatic control dependencies run them, with and without
+      `jit_compile`, and under `tf.distribute` the replicas' sums add up.
+    - PyTorch: the same variables, updated as the step runs.
+    - JAX: the training step is a pure function (`jax.value_and_grad`
+      under `jit`), and a variable assigned in its backward pass would be
+      in no state Keras returns. The sums are numpy arrays on the host
+      instead, added to by `jax.experimental.io_callback` from the step
+      (the batch's `(num_classes,)` sums cross to the host once per step;
+      the callback waits for them with `jax.effects_barrier()` before
+      reading). Under a `keras.distribution` the step sees the global
+      batch and the sums are exact. With several processes (multi-host)
+      the step's host callbacks run on the process holding the mesh's
+      first device (process 0 with the default device order): only that
+      process records; the others warn at the start of `fit` and record
+      NaN. A dynamic loss scale (`keras.optimizers.LossScaleOptimizer`,
+      e.g. `mixed_float16` with `compile(auto_scale_loss=True)`) lives in
+      the optimizer's state, which the backward pass cannot read on JAX:
+      `ClassProgress` then refuses to record `feature_grad_norm` (pass
+      `gradients=False`, train without loss scaling, e.g. with
+      `mixed_bfloat16`, or use the TensorFlow or PyTorch backend).
+
+    The loss includes `MixModel`'s per-class loss weights and
     sample weights: the norms are those of the loss that is trained. The
     gradient only exists when training back-propagates through the feature
     tensor, i.e. some layer below it is trainable; with a frozen backbone no
@@ -203,6 +230,7 @@ class ClassProgress(keras.callbacks.Callback):
         self._writer = None
         self._clean = None
         self._first_epoch_of_fit = False
+        self._optimizer = None
 
     # ----------------------------------------------------------------- fit
 
@@ -224,6 +252,7 @@ class ClassProgress(keras.callbacks.Callback):
                 f"({self.num_classes}). Received: class_counts={self.class_counts!r}."
             )
         self._create_state(model)
+        _warn_if_not_recording()
         self._install(model)
         # The first epoch `fit` runs is known only at `on_epoch_begin`
         # (`keras.callbacks.BackupAndRestore` may move it after this call).
@@ -231,6 +260,10 @@ class ClassProgress(keras.callbacks.Callback):
         if self.clean_data is not None and self._clean is None:
             self._clean = self._prepare_clean_data(self.clean_data)
         if self.log_dir is not None and self._writer is None:
+            # TensorBoard's writer is TensorFlow's (always installed with
+            # kmix); it only ever receives Python floats.
+            import tensorflow as tf
+
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -238,18 +271,18 @@ class ClassProgress(keras.callbacks.Callback):
             self._first_epoch_of_fit = False
             self._resume(epoch)
         for state in self._states():
-            state.reset_state()
+            state.reset()
 
     def on_epoch_end(self, epoch, logs=None):
         epoch_number = epoch + 1
         recorded = {}
-        recorded["train_accuracy"] = _recall(self._train_counts)
+        recorded["train_accuracy"] = self._train_counts.means()
         if self.gradients:
-            recorded["feature_grad_norm"] = _recall(self._gradient_sums)
+            recorded["feature_grad_norm"] = self._gradient_sums.means()
         if self._clean is not None and epoch_number % self.clean_every == 0:
             recorded["clean_accuracy"] = self._clean_accuracy()
-        if float(np.sum(self._val_counts.total.numpy())) > 0:
-            recorded["val_accuracy"] = _recall(self._val_counts)
+        if float(np.sum(self._val_counts.read()[1])) > 0:
+            recorded["val_accuracy"] = self._val_counts.means()
         for quantity in QUANTITIES:
             if quantity in recorded:
                 self._record(epoch_number, quantity, recorded[quantity])
@@ -279,53 +312,84 @@ class ClassProgress(keras.callbacks.Callback):
     def _create_state(self, model):
         if self._state_model is model:
             return
-        with model.distribute_strategy.scope():
-            self._train_counts = PerClassCounts(
-                self.num_classes, name="class_progress_train"
-            )
-            self._val_counts = PerClassCounts(
-                self.num_classes, name="class_progress_val"
-            )
-            self._gradient_sums = PerClassCounts(
-                self.num_classes, name="class_progress_grad"
-            )
+        strategy = _strategy(model)
+        self._train_counts = PerClassSums(
+            self.num_classes, "class_progress_train", strategy
+        )
+        self._val_counts = PerClassSums(
+            self.num_classes, "class_progress_val", strategy
+        )
+        self._gradient_sums = PerClassSums(
+            self.num_classes, "class_progress_grad", strategy
+        )
         self._state_model = model
 
     def _observe_batch(self, y, y_pred, sample_weight, training):
         """`MixModel` batch observer: per-class accuracy of train/test steps."""
         if y is None:
             return
-        y_pred = tf.nest.flatten(y_pred)[0]
-        y = tf.nest.flatten(y)[0]
-        (self._train_counts if training else self._val_counts).update_state(
-            y, y_pred
+        y_pred = keras.tree.flatten(y_pred)[0]
+        y = keras.tree.flatten(y)[0]
+        total, correct = batch_counts(y, y_pred, self.num_classes)
+        (self._train_counts if training else self._val_counts).add(
+            correct, total
         )
 
     def _observe_gradient(self, gradient, labels):
         """`FeatureProbe` gradient observer: per-class sums of per-example norms."""
-        flat = tf.reshape(
-            tf.cast(gradient, tf.float32), [tf.shape(gradient)[0], -1]
+        batch_size = ops.shape(gradient)[0]
+        flat = ops.reshape(ops.cast(gradient, "float32"), (batch_size, -1))
+        # The gradient of each example's own loss: undo the 1 / batch size of
+        # "sum_over_batch_size" (over all replicas) and the loss scale.
+        scale = ops.cast(batch_size * self._num_replicas, "float32")
+        norms = ops.sqrt(ops.sum(ops.square(flat), axis=1)) * scale
+        norms = norms / self._loss_scale_value()
+        self._gradient_sums.add(
+            per_class_sums(labels, norms, self.num_classes),
+            per_class_sums(labels, ops.ones_like(norms), self.num_classes),
         )
-        scale = tf.cast(tf.shape(gradient)[0] * self._num_replicas, tf.float32)
-        optimizer = self.model.optimizer
-        if optimizer is not None:
-            scale = scale / tf.cast(
-                optimizer.scale_loss(tf.constant(1.0)), tf.float32
+
+    def _loss_scale_value(self):
+        """The factor the optimizer scales the loss by, read in the step."""
+        # Not `self.model.optimizer`: on JAX, `Callback.model` syncs the
+        # training state into the variables, which must not happen in a step.
+        optimizer = self._optimizer
+        if optimizer is None:
+            return 1.0
+        return ops.cast(
+            optimizer.scale_loss(ops.ones((), dtype="float32")), "float32"
+        )
+
+    def _check_backend(self, model):
+        if (
+            self.gradients
+            and keras.backend.backend() == "jax"
+            and isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        ):
+            raise ValueError(
+                "ClassProgress cannot record `feature_grad_norm` on the JAX "
+                "backend with a dynamic loss scale: the scale lives in the "
+                "optimizer's state, which the backward pass cannot read there, "
+                "so the norms would be off by it. Received: model "
+                f"{model.name!r} compiled with optimizer of type "
+                f"{type(model.optimizer).__name__}. Pass "
+                "`ClassProgress(gradients=False)`, train without loss scaling "
+                "(e.g. the `mixed_bfloat16` policy, or "
+                "`compile(auto_scale_loss=False)`), or use "
+                "KERAS_BACKEND=tensorflow or torch."
             )
-        norms = tf.norm(flat, axis=1) * scale
-        one_hot = tf.one_hot(labels, self.num_classes, dtype=tf.float32)
-        sums = self._gradient_sums
-        sums.correct.assign_add(
-            tf.linalg.matvec(one_hot, norms, transpose_a=True)
-        )
-        sums.total.assign_add(tf.reduce_sum(one_hot, axis=0))
 
     def _install(self, model):
         self._uninstall()
+        self._check_backend(model)
         probe, inserted = None, False
         if self.gradients:
             probe, inserted = self._feature_probe(model)
-            self._num_replicas = model.distribute_strategy.num_replicas_in_sync
+            strategy = _strategy(model)
+            self._num_replicas = (
+                1 if strategy is None else strategy.num_replicas_in_sync
+            )
+            self._optimizer = model.optimizer
             probe.add_gradient_observer(self._observe_gradient)
         model.add_batch_observer(self._observe_batch)
         self._installed = (model, probe, inserted)
@@ -390,7 +454,7 @@ class ClassProgress(keras.callbacks.Callback):
             ) from error
 
     def _prepare_clean_data(self, data):
-        if isinstance(data, tf.data.Dataset):
+        if _is_dataset(data):
             if self.clean_per_class is None:
                 return data
             batches = list(data.as_numpy_iterator())
@@ -418,7 +482,7 @@ class ClassProgress(keras.callbacks.Callback):
         return (x, y)
 
     def _clean_accuracy(self):
-        if isinstance(self._clean, tf.data.Dataset):
+        if _is_dataset(self._clean):
             labels, predictions = [], []
             for x, y in self._clean:
                 predictions.append(np.asarray(self.model.predict_on_batch(x)))
@@ -496,6 +560,8 @@ class ClassProgress(keras.callbacks.Callback):
 
     def _write(self, epoch, recorded):
         if self._writer is not None:
+            import tensorflow as tf
+
             with self._writer.as_default():
                 for quantity, values in recorded.items():
                     for c, v in enumerate(values):
@@ -511,8 +577,31 @@ class ClassProgress(keras.callbacks.Callback):
             )
 
 
-def _recall(counts):
-    """A `PerClassCounts`' recall as float64 numpy, NaN for unseen classes."""
-    recall, seen = counts.seen_recall()
-    recall, seen = np.asarray(recall, "float64"), np.asarray(seen)
-    return np.where(seen > 0, recall, np.nan)
+def _strategy(model):
+    """The model's `tf.distribute` strategy on TensorFlow, else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    return model.distribute_strategy
+
+
+def _is_dataset(data):
+    """Whether `data` is a `tf.data.Dataset` (without importing TensorFlow)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(data, tf.data.Dataset)
+
+
+def _warn_if_not_recording():
+    """On multi-process JAX, says that processes other than 0 record nothing."""
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    if jax.process_count() > 1 and jax.process_index() != 0:
+        warnings.warn(
+            "ClassProgress on the JAX backend with several processes records "
+            "only on the process that runs the training step's host callbacks "
+            "(the one holding the mesh's first device, process 0 by default); "
+            f"this process ({jax.process_index()} of {jax.process_count()}) "
+            "will record NaN. Read the records of process 0.",
+            stacklevel=2,
+        )

@@ -19,9 +19,11 @@ class DeferredReweighting(keras.callbacks.Callback):
     `model.set_class_loss_weights`): all ones for epochs `< start_epoch`,
     `weights` from `start_epoch` on. Epochs are counted from 0, as Keras
     does, and `initial_epoch` of `fit` is respected. Because only a variable
-    changes, the training step is neither recompiled nor retraced. The weights
-    apply to training only (`evaluate` reports the plain loss), and the
-    callback logs `class_loss_weights_active` (0 or 1) per epoch.
+    changes, the training step is neither recompiled nor retraced, on any
+    Keras backend (on JAX the variable enters the step's state at the start
+    of each epoch). The weights apply to training only (`evaluate` reports
+    the plain loss), and the callback logs `class_loss_weights_active` (0 or
+    1) per epoch.
 
     Args:
         weights: one non-negative weight per class, e.g.

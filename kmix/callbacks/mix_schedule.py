@@ -35,10 +35,11 @@ class MixSchedule(keras.callbacks.Callback):
 
     `strength=None` (the default) starts each layer from its own strength at
     the first `fit` that uses this callback (so layers may differ). The
-    layers' strengths are variables, so nothing is retraced. The strength of
-    the first layer is logged as `logs["mix_strength"]` (it shows up in
-    `History`, CSV logs and TensorBoard), and each layer's as
-    `logs["mix_strength/<layer name>"]` when the model has several.
+    layers' strengths are variables, so nothing is retraced, on any Keras
+    backend. The strength of the first layer is logged as
+    `logs["mix_strength"]` (it shows up in `History`, CSV logs and
+    TensorBoard), and each layer's as `logs["mix_strength/<layer name>"]`
+    when the model has several.
 
     Args:
         schedule: `"constant"`, `"linear"`, `"cosine"`, or a callable

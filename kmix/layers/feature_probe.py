@@ -63,11 +63,19 @@ class FeatureProbe(keras.layers.Layer):
     `gradient` is the gradient of the batch loss with respect to the
     probe's features, shape `(batch, ...)`, and `labels` the int32 labels
     `(batch,)` of the mixing context. The gradient passes on unchanged.
-    Observers run while the training step is traced, so they must record
-    with stateful ops (e.g. `variable.assign_add`); add them before `fit`
-    traces its training function, or retrace it with
-    `model.make_train_function(force=True)`. Recording from the backward
-    pass needs the TensorFlow backend.
+    Observers run while the training step is traced (TensorFlow, JAX) or
+    run (PyTorch); add them before `fit` traces its training function, or
+    retrace it with `model.make_train_function(force=True)`. How they
+    record depends on the backend:
+
+    - TensorFlow and PyTorch: with stateful ops, e.g.
+      `variable.assign_add(...)`; `tf.function` runs them through its
+      automatic control dependencies, PyTorch at once.
+    - JAX: the training step is a pure function and its backward pass runs
+      outside any state Keras returns, so an assignment would be lost.
+      Observers hand values to the host instead, with
+      `jax.experimental.io_callback` (as `kmix.callbacks.ClassProgress`
+      does); an observer that assigns a variable raises a `RuntimeError`.
 
     Args:
         **kwargs: standard layer arguments (`name`, `dtype`, ...).
@@ -135,8 +143,7 @@ class FeatureProbe(keras.layers.Layer):
             def grad(*args, upstream=None):
                 if upstream is None:
                     (upstream,) = args
-                for observer in observers:
-                    observer(upstream, labels)
+                _notify(observers, upstream, labels)
                 return upstream
 
             return ops.copy(features), grad
@@ -148,3 +155,41 @@ class FeatureProbe(keras.layers.Layer):
 
     def compute_output_spec(self, inputs, training=False):
         return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
+
+
+def _notify(observers, gradient, labels):
+    """Calls the observers; on JAX, refuses observers that assign variables."""
+    if keras.backend.backend() != "jax":
+        for observer in observers:
+            observer(gradient, labels)
+        return
+    # JAX runs the backward pass inside `jax.value_and_grad` of a pure
+    # training step: a variable assigned here is in no state that Keras
+    # returns, so the value would be lost (or a tracer would leak into it).
+    for observer in observers:
+        with _AssignmentGuard() as scope:
+            observer(gradient, labels)
+        if scope.state_mapping:
+            raise RuntimeError(
+                "A `FeatureProbe` gradient observer assigned a variable on the "
+                "JAX backend, where the training step is a pure function: the "
+                "assignment would be lost. Received: observer="
+                f"{observer!r}. Record on the host with "
+                "`jax.experimental.io_callback` (as "
+                "`kmix.callbacks.ClassProgress` does), or train with "
+                "KERAS_BACKEND=tensorflow or torch."
+            )
+
+
+class _AssignmentGuard(keras.StatelessScope):
+    """Collects the variable assignments made inside it, assigning nothing.
+
+    Reads see these assignments, else the values of the scope around it
+    (e.g. the training step's weights), as if the guard were not there.
+    """
+
+    def get_current_value(self, variable):
+        value = self.state_mapping.get(id(variable))
+        if value is None and self.original_scope is not None:
+            value = self.original_scope.get_current_value(variable)
+        return value

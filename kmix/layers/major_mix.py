@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kmix import classes
@@ -13,6 +12,12 @@ from kmix.layers.mixing_context import current_mixing_context
 DISTRIBUTIONS = ("uniform", "beta")
 # The key of the random stream's state among a MajorMix layer's saved variables.
 _SEED_STATE_KEY = "seed_generator_state"
+# Added to the first element of a step's seed for the draw of `u` from
+# Beta(alpha, alpha), so that it never meets the step's uniform draws (the
+# torch backend seeds with the sum of the two elements).
+_BETA_SEED_OFFSET = 2**30
+# Under `tf.distribute`, replica r adds 16 * r to the first seed element.
+_REPLICA_SEED_STRIDE = 16
 
 
 @keras.saving.register_keras_serializable(package="kmix")
@@ -48,16 +53,43 @@ class MajorMix(keras.layers.Layer):
 
     `strength` is held in a non-trainable variable: assigning
     `layer.strength = 0.0` during `fit` (for example from a callback) turns
-    mixing off without retracing the training step.
+    mixing off without retracing the training step. On JAX, `fit` keeps the
+    variables' values outside them during an epoch: reach the layer through
+    the callback's `self.model` in the hook that assigns (Keras then syncs
+    the values), as `kmix.callbacks.MixSchedule` does; an assignment made
+    mid-epoch through a layer reference kept from earlier is lost.
 
-    Under a `tf.distribute` strategy each replica mixes inside its own slice
-    of the batch and draws its own random stream; class counts stay global.
+    The layer is written in `keras.ops` and `keras.random` and runs on the
+    TensorFlow, JAX and PyTorch backends with the same semantics. Its random
+    numbers come from one `keras.random.SeedGenerator`, advanced once per
+    call in training (once per training step): the same `seed` gives the
+    same mixing on one backend, while the streams of different backends
+    differ. On TensorFlow the stream changed when the layer moved to
+    `keras.random` (it drew `tf.random.stateless_*` directly before): a seed
+    gives other draws than in earlier kmix versions.
+
+    Distribution: under a `tf.distribute` strategy (TensorFlow backend) each
+    replica mixes inside its own slice of the batch and draws its own random
+    stream (its seed is offset by the replica id); class counts stay global.
+    Under JAX's `keras.distribution` (e.g. `DataParallel`) the training step
+    is one SPMD program over the global batch, so the layer draws one stream
+    for the global batch and partners may come from any device's rows: the
+    same mixing, up to the random numbers, as on one device with that batch.
 
     The state of the random stream is saved with the layer's weights (in
     `.keras` files, `save_weights` and `keras.callbacks.BackupAndRestore`
-    backups), so a restored model goes on with the draws it would have made.
+    backups), so a restored model goes on with the draws it would have made;
+    a file saved on one backend loads on any other (the stream then goes on
+    with that backend's generator).
     Labels are checked: integer labels must be whole class indices in
-    `[0, num_classes)` and must be as many as the rows of `inputs`.
+    `[0, num_classes)` and must be as many as the rows of `inputs`. Values
+    are checked where they can be read: eagerly, and in TensorFlow graphs
+    (as assertions); inside a JAX-compiled step (`jit_compile=True`, the
+    default on JAX) traced labels cannot be inspected, so only their shape
+    is checked (run with `run_eagerly=True` to check values). The batch
+    sizes of `inputs` and labels are compared statically on every backend
+    and, for batch sizes unknown until run time, by an assertion in
+    TensorFlow graphs.
 
     Args:
         strength: float in [0, 1], how far `lam` may move from 1. 0 turns
@@ -179,7 +211,8 @@ class MajorMix(keras.layers.Layer):
         The variable is float32; its shortest decimal form is returned, so a
         strength set to 0.3 reads back as 0.3.
         """
-        return float(str(np.float32(self.strength_variable.numpy())))
+        value = ops.convert_to_numpy(self.strength_variable)
+        return float(str(np.float32(value)))
 
     @strength.setter
     def strength(self, value):
@@ -212,35 +245,40 @@ class MajorMix(keras.layers.Layer):
         )
         row_prob = self._row_probabilities(labels, class_counts)
 
-        batch_size = tf.shape(inputs)[0]
+        batch_size = ops.shape(inputs)[0]
+        # One draw of the stream per step; every draw below derives from it.
         seed = self._replica_seed()
-        permutation = tf.argsort(
-            tf.random.stateless_uniform((batch_size,), seed=seed)
+        # Row 0 orders the permutation, row 1 picks the mixed rows, row 2 is
+        # `u` for the uniform distribution.
+        uniforms = keras.random.uniform(
+            (3, batch_size), dtype="float32", seed=_GivenSeed(seed)
         )
-        u = self._draw_u(batch_size, seed + [1, 0])
-        mixed_rows = (
-            tf.random.stateless_uniform((batch_size,), seed=seed + [2, 0])
-            < row_prob
-        )
+        permutation = ops.argsort(uniforms[0])
+        mixed_rows = ops.less(uniforms[1], row_prob)
+        if self.distribution == "uniform":
+            u = uniforms[2]
+        else:
+            beta_seed = ops.add(
+                seed,
+                ops.convert_to_tensor(
+                    [_BETA_SEED_OFFSET, 0],
+                    dtype=keras.backend.standardize_dtype(seed.dtype),
+                ),
+            )
+            u = keras.random.beta(
+                (batch_size,),
+                self.alpha,
+                self.alpha,
+                dtype="float32",
+                seed=_GivenSeed(beta_seed),
+            )
 
         lam = 1.0 - ops.cast(self.strength_variable, "float32") * u
-        row_shape = [-1] + [1] * (len(inputs.shape) - 1)
+        row_shape = (-1,) + (1,) * (len(inputs.shape) - 1)
         lam = ops.reshape(ops.cast(lam, inputs.dtype), row_shape)
         partners = ops.take(inputs, permutation, axis=0)
         mixed = lam * inputs + (1.0 - lam) * partners
         return ops.where(ops.reshape(mixed_rows, row_shape), mixed, inputs)
-
-    def _draw_u(self, batch_size, seed):
-        """`u ~ U(0, 1)` or `Beta(alpha, alpha)`, float32, shape `(batch,)`."""
-        if self.distribution == "uniform":
-            return tf.random.stateless_uniform((batch_size,), seed=seed)
-        x = tf.random.stateless_gamma(
-            (batch_size,), seed=seed, alpha=self.alpha
-        )
-        y = tf.random.stateless_gamma(
-            (batch_size,), seed=seed + [3, 0], alpha=self.alpha
-        )
-        return x / (x + y)
 
     def _row_probabilities(self, labels, class_counts):
         """The float32 `(batch,)` probability that each row is mixed."""
@@ -274,8 +312,9 @@ class MajorMix(keras.layers.Layer):
     def _check_batch_sizes(self, inputs, labels):
         """`labels`, after checking that they and `inputs` share the batch size.
 
-        Raises `ValueError` when both sizes are known; in a traced function
-        the returned labels depend on an assertion instead.
+        Raises `ValueError` when both sizes are known (always on JAX and
+        PyTorch); in a TensorFlow graph with unknown batch sizes the
+        returned labels depend on an assertion instead.
         """
         static_labels, static_inputs = labels.shape[0], inputs.shape[0]
         if static_labels is not None and static_inputs is not None:
@@ -287,6 +326,10 @@ class MajorMix(keras.layers.Layer):
                     "label (the first, batch, dimensions must match)."
                 )
             return labels
+        if keras.backend.backend() != "tensorflow":
+            return labels
+        import tensorflow as tf
+
         if tf.executing_eagerly():
             return labels
         check = tf.debugging.assert_equal(
@@ -300,21 +343,28 @@ class MajorMix(keras.layers.Layer):
             return tf.identity(labels)
 
     def _replica_seed(self):
-        """This step's int32 seed pair, offset by the replica id.
+        """This step's seed pair: the stream's next seed, per replica.
 
-        Each replica of a `tf.distribute` strategy thus draws its own stream.
-        The draws of one step use the first seed element plus 0..3, replicas
-        are 16 apart, and steps advance the second element.
+        On the TensorFlow backend, inside a `tf.distribute` replica context,
+        the first element is offset by 16 times the replica id, so that
+        each replica draws its own stream. The second element counts the
+        steps. Other backends (JAX's `keras.distribution` included, where
+        the step sees the global batch) use the seed as drawn.
         """
-        seed = tf.cast(
-            tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1),
-            "int32",
-        )
+        seed = self.seed_generator.next()
+        if keras.backend.backend() != "tensorflow":
+            return seed
+        import tensorflow as tf
+
         replica_context = tf.distribute.get_replica_context()
         if replica_context is None:
             return seed
-        replica_id = tf.cast(replica_context.replica_id_in_sync_group, "int32")
-        return seed + tf.stack([16 * replica_id, 0])
+        replica_id = tf.cast(
+            replica_context.replica_id_in_sync_group, seed.dtype
+        )
+        return seed + tf.stack(
+            [_REPLICA_SEED_STRIDE * replica_id, tf.zeros_like(replica_id)]
+        )
 
     def save_own_variables(self, store):
         """Saves `strength` and the state of the random stream.
@@ -327,7 +377,7 @@ class MajorMix(keras.layers.Layer):
         run would have made.
         """
         super().save_own_variables(store)
-        store[_SEED_STATE_KEY] = self.seed_generator.state
+        store[_SEED_STATE_KEY] = ops.convert_to_numpy(self.seed_generator.state)
 
     def load_own_variables(self, store):
         """Loads `strength` and, when the file has it, the random stream's state.
@@ -337,7 +387,11 @@ class MajorMix(keras.layers.Layer):
         """
         keys = list(store.keys())
         if _SEED_STATE_KEY in keys:
-            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
+            self.seed_generator.state.assign(
+                _seed_state_as(
+                    store[_SEED_STATE_KEY], self.seed_generator.state.dtype
+                )
+            )
         super().load_own_variables(
             {key: store[key] for key in keys if key != _SEED_STATE_KEY}
         )
@@ -360,3 +414,37 @@ class MajorMix(keras.layers.Layer):
             }
         )
         return config
+
+
+class _GivenSeed(keras.random.SeedGenerator):
+    """A seed for `keras.random` that is a given seed tensor.
+
+    `keras.random` functions take an int or a `SeedGenerator` as `seed`, and
+    call `next()` on a generator. MajorMix draws one seed per step from its
+    own generator and derives a seed per draw (and per replica) from it;
+    this holder hands such a derived seed to `keras.random` as it is. It
+    has no state variable of its own, so it may be made inside a traced
+    step (a JAX `StatelessScope` included).
+    """
+
+    def __init__(self, seed):  # noqa: D107 (no SeedGenerator state)
+        self.seed = seed
+
+    def next(self, ordered=True):
+        return self.seed
+
+
+def _seed_state_as(state, dtype):
+    """A saved `(2,)` seed state as a numpy array of `dtype`.
+
+    Backends keep the state in different dtypes (TensorFlow int64, JAX
+    uint32, PyTorch int32); the values are 32-bit seeds, so a state saved on
+    one backend is read modulo 2**32 and, for int32, as the same 32 bits.
+    """
+    dtype = keras.backend.standardize_dtype(dtype)
+    values = np.asarray(state).astype("int64")
+    if dtype == "uint32":
+        return (values % 2**32).astype("uint32")
+    if dtype == "int32":
+        return (((values % 2**32) ^ 2**31) - 2**31).astype("int32")
+    return values.astype(dtype)

@@ -22,7 +22,10 @@ def mixing_context(labels, class_counts=None):
     (8, 10)
 
     The context is thread-local, so each `tf.distribute` replica (one thread
-    per replica under `MirroredStrategy`) sees its own slice of labels.
+    per replica under `MirroredStrategy`) sees its own slice of labels. It
+    works on every Keras backend; under JAX it must be open while the step
+    is traced (as in `MixModel.train_step`), since the layers read the
+    labels then.
 
     Args:
         labels: integer labels of shape `(batch,)` or `(batch, 1)`, or one-hot

@@ -1,12 +1,12 @@
 """`Remix` (rebalanced mixup) and `mix_batches`, for batched tf.data pipelines."""
 
+import sys
+
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from kmix import validation
-from kmix.classes import integer_labels
 from kmix.classes import one_hot_labels
 
 
@@ -50,6 +50,14 @@ class Remix(keras.layers.Layer):
     With `training=False` the data is returned untouched. Like
     `keras.layers.MixUp`, `training` defaults to True since the layer is
     meant for the training pipeline.
+
+    Backends: Remix belongs in the `tf.data` input pipeline, which feeds
+    every Keras backend, so in a `tf.data` graph (e.g. through
+    `kmix.layers.mix_batches`) it runs TensorFlow ops whatever the backend.
+    On JAX and PyTorch it then draws from a TensorFlow random stream of its
+    own, started from the same seed (the numbers differ from those of the
+    TensorFlow backend). Called on arrays outside `tf.data` (as in the
+    examples below) it runs `keras.ops` on the current backend.
 
     Combine with `kmix.MajorMix`: Remix mixes the inputs in the pipeline,
     `kmix.MixModel` mixes major-class features in the network and reads each
@@ -99,7 +107,22 @@ class Remix(keras.layers.Layer):
             )
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # The stream of `tf.data` graphs under JAX / PyTorch (a plain holder:
+        # Keras neither tracks nor saves it).
+        self._pipeline_stream = _TensorFlowStream(self.seed_generator)
         self.built = True
+
+    def __call__(self, data, training=None, **kwargs):
+        if keras.backend.backend() != "tensorflow" and _in_tensorflow_graph(
+            data
+        ):
+            # A `tf.data` pipeline under JAX or PyTorch: TensorFlow ops.
+            return self._call_in_tensorflow(
+                data, True if training is None else training
+            )
+        if training is not None:
+            kwargs["training"] = training
+        return super().__call__(data, **kwargs)
 
     def call(self, data, training=True):
         images, labels = _unpack(data)
@@ -115,6 +138,26 @@ class Remix(keras.layers.Layer):
         )
         return self.mix(images, targets, lam, permutation)
 
+    def _call_in_tensorflow(self, data, training):
+        """`call` in TensorFlow ops, for `tf.data` graphs on other backends."""
+        import tensorflow as tf
+
+        images, labels = _unpack(data)
+        if not training:
+            return data
+        xp = _TensorFlowOps()
+        targets = _one_hot(xp, labels, len(self.class_counts))
+        batch_size = tf.shape(targets)[0]
+        seed = self._pipeline_stream.next()
+        alpha = tf.constant(self.alpha, "float32")
+        x = tf.random.stateless_gamma((batch_size,), seed, alpha=alpha)
+        y = tf.random.stateless_gamma((batch_size,), seed + [1, 0], alpha=alpha)
+        lam = x / (x + y)
+        permutation = tf.argsort(
+            tf.random.stateless_uniform((batch_size,), seed + [2, 0])
+        )
+        return _remix(xp, self, images, targets, lam, permutation)
+
     def mix(self, images, labels, lam, permutation):
         """Remixes a batch with given `lam` `(batch,)` and `permutation`.
 
@@ -123,36 +166,11 @@ class Remix(keras.layers.Layer):
         one-hot float32 labels.
         """
         targets = one_hot_labels(labels, len(self.class_counts))
-        images = ops.cast(images, self.compute_dtype)
-        lam = ops.cast(ops.reshape(lam, (-1,)), "float32")
-        permutation = ops.cast(permutation, "int32")
-        partner_targets = ops.take(targets, permutation, axis=0)
-        classes = integer_labels(targets)  # the argmax of one-hot / soft labels
-        lam_y = self.label_weights(
-            lam, classes, ops.take(classes, permutation, axis=0)
-        )
-        lam_x = ops.reshape(
-            ops.cast(lam, images.dtype), [-1] + [1] * (len(images.shape) - 1)
-        )
-        mixed_images = lam_x * images + (1.0 - lam_x) * ops.take(
-            images, permutation, axis=0
-        )
-        lam_y = ops.expand_dims(lam_y, -1)
-        mixed_labels = lam_y * targets + (1.0 - lam_y) * partner_targets
-        return {"images": mixed_images, "labels": mixed_labels}
+        return _remix(ops, self, images, targets, lam, permutation)
 
     def label_weights(self, lam, labels, partner_labels):
         """`lam_y` of each row, from `lam` and the integer classes of both rows."""
-        counts = ops.convert_to_tensor(np.asarray(self.class_counts, "float32"))
-        lam = ops.cast(lam, "float32")
-        n_i = ops.take(counts, ops.cast(labels, "int32"), axis=0)
-        n_j = ops.take(counts, ops.cast(partner_labels, "int32"), axis=0)
-        ratio = n_i / n_j
-        to_partner = ops.logical_and(ratio >= self.kappa, lam < self.tau)
-        to_self = ops.logical_and(
-            ratio <= 1.0 / self.kappa, 1.0 - lam < self.tau
-        )
-        return ops.where(to_partner, 0.0, ops.where(to_self, 1.0, lam))
+        return _label_weights(ops, self, lam, labels, partner_labels)
 
     def compute_output_shape(self, input_shape):
         images_shape = input_shape["images"]
@@ -184,7 +202,9 @@ def mix_batches(dataset, layer, num_classes):
     goes through `layer({"images": x, "labels": y})`, and the dataset yields
     `(mixed_images, mixed_labels)` again, ready for `model.fit`. Apply it
     after `batch` (mixing pairs rows of one batch) and only to the training
-    set. Equivalent to
+    set. The mapped function runs TensorFlow ops on every Keras backend
+    (`keras.layers.MixUp` and `Remix` switch to TensorFlow inside
+    `tf.data`). Equivalent to
 
         ds.map(lambda x, y: tuple(layer(
             {"images": x, "labels": tf.one_hot(y, C)}).values()))
@@ -216,8 +236,12 @@ def mix_batches(dataset, layer, num_classes):
             f"(sample weights cannot be mixed). Received: element_spec={spec!r}."
         )
 
+    import tensorflow as tf
+
+    xp = _TensorFlowOps()
+
     def apply(images, labels):
-        targets = one_hot_labels(labels, num_classes)
+        targets = _one_hot(xp, labels, num_classes)
         out = layer({"images": images, "labels": targets}, training=True)
         return out["images"], out["labels"]
 
@@ -240,3 +264,127 @@ def _unpack(data):
 
 def _keys_text(data):
     return f" with keys {sorted(data)}" if isinstance(data, dict) else ""
+
+
+def _remix(xp, layer, images, targets, lam, permutation):
+    """The Remix of one batch, in the ops of `xp` (`keras.ops` or TensorFlow)."""
+    images = xp.cast(images, layer.compute_dtype)
+    lam = xp.cast(xp.reshape(lam, (-1,)), "float32")
+    permutation = xp.cast(permutation, "int32")
+    partner_targets = xp.take(targets, permutation, axis=0)
+    # The argmax of one-hot / soft labels.
+    classes = xp.cast(xp.argmax(targets, axis=-1), "int32")
+    lam_y = _label_weights(
+        xp, layer, lam, classes, xp.take(classes, permutation, axis=0)
+    )
+    lam_x = xp.reshape(
+        xp.cast(lam, images.dtype), (-1,) + (1,) * (len(images.shape) - 1)
+    )
+    mixed_images = lam_x * images + (1.0 - lam_x) * xp.take(
+        images, permutation, axis=0
+    )
+    lam_y = xp.expand_dims(lam_y, -1)
+    mixed_labels = lam_y * targets + (1.0 - lam_y) * partner_targets
+    return {"images": mixed_images, "labels": mixed_labels}
+
+
+def _label_weights(xp, layer, lam, labels, partner_labels):
+    """Remix's `lam_y` rule, in the ops of `xp`."""
+    counts = xp.convert_to_tensor(np.asarray(layer.class_counts, "float32"))
+    lam = xp.cast(xp.convert_to_tensor(lam), "float32")
+    n_i = xp.take(counts, xp.cast(labels, "int32"), axis=0)
+    n_j = xp.take(counts, xp.cast(partner_labels, "int32"), axis=0)
+    ratio = n_i / n_j
+    to_partner = xp.logical_and(ratio >= layer.kappa, lam < layer.tau)
+    to_self = xp.logical_and(ratio <= 1.0 / layer.kappa, 1.0 - lam < layer.tau)
+    return xp.where(to_partner, 0.0, xp.where(to_self, 1.0, lam))
+
+
+def _one_hot(xp, labels, num_classes):
+    """`kmix.classes.one_hot_labels` in the ops of `xp` (for TensorFlow)."""
+    labels = xp.convert_to_tensor(labels)
+    shape = tuple(labels.shape)
+    if len(shape) == 2 and shape[-1] == num_classes and num_classes != 1:
+        return xp.cast(labels, "float32")
+    if len(shape) == 1 or (len(shape) == 2 and shape[-1] == 1):
+        indices = xp.cast(xp.reshape(labels, (-1,)), "int32")
+        return xp.one_hot(indices, num_classes, dtype="float32")
+    raise ValueError(
+        "Argument `labels` must hold integer labels of shape (batch,) or "
+        f"(batch, 1), or one-hot / soft labels of shape (batch, {num_classes}). "
+        f"Received: labels of shape {shape}."
+    )
+
+
+class _TensorFlowOps:
+    """The few `keras.ops` functions Remix uses, in TensorFlow.
+
+    `tf.data` graphs run TensorFlow whatever the Keras backend, so the
+    pipeline side of Remix and `mix_batches` use these.
+    """
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self._tf = tf
+
+    def convert_to_tensor(self, x, dtype=None):
+        return self._tf.convert_to_tensor(x, dtype=dtype)
+
+    def cast(self, x, dtype):
+        return self._tf.cast(x, dtype)
+
+    def reshape(self, x, shape):
+        return self._tf.reshape(x, shape)
+
+    def take(self, x, indices, axis=None):
+        return self._tf.gather(x, indices, axis=axis)
+
+    def argmax(self, x, axis=None):
+        return self._tf.argmax(x, axis=axis)
+
+    def where(self, condition, x, y):
+        return self._tf.where(condition, x, y)
+
+    def logical_and(self, x, y):
+        return self._tf.logical_and(x, y)
+
+    def expand_dims(self, x, axis):
+        return self._tf.expand_dims(x, axis)
+
+    def one_hot(self, x, num_classes, dtype="float32"):
+        return self._tf.one_hot(x, num_classes, dtype=dtype)
+
+
+class _TensorFlowStream:
+    """Remix's random stream in `tf.data` graphs under JAX or PyTorch.
+
+    A TensorFlow variable `[seed, counter]`, made on first use (outside the
+    traced function) and started from the seed of the layer's
+    `SeedGenerator`; each batch takes the next int32 seed pair.
+    """
+
+    def __init__(self, seed_generator):
+        self._seed_generator = seed_generator
+        self._state = None
+
+    def next(self):
+        import tensorflow as tf
+
+        if self._state is None:
+            first = int(ops.convert_to_numpy(self._seed_generator.state)[0])
+            with tf.init_scope():
+                self._state = tf.Variable(
+                    [first, 0], dtype="int64", trainable=False
+                )
+        state = self._state.assign_add([0, 1])
+        return tf.cast(tf.math.floormod(state, tf.int32.max - 1), "int32")
+
+
+def _in_tensorflow_graph(data):
+    """Whether `data` holds symbolic TensorFlow tensors (e.g. in `tf.data`)."""
+    tf = sys.modules.get("tensorflow")
+    if tf is None or tf.executing_eagerly():
+        return False
+    values = data.values() if isinstance(data, dict) else [data]
+    return any(isinstance(value, tf.Tensor) for value in values)

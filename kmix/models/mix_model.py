@@ -33,14 +33,24 @@ class MixModel(keras.Model):
     each `kmix.MajorMix` mixes the features of major-class rows, as in
     "Procrustean Training for Imbalanced Deep Learning", Ye, Zhan & Chao,
     ICCV 2021), and then leaves the rest to Keras: the compiled loss, sample
-    weights, loss scaling under mixed precision, metrics and `tf.distribute`
-    behave as in a plain `keras.Model`. `evaluate` and `predict` never mix.
+    weights, loss scaling under mixed precision, metrics and distribution
+    (`tf.distribute` on TensorFlow, `keras.distribution` on JAX) behave as
+    in a plain `keras.Model`. `evaluate` and `predict` never mix.
+
+    It trains on the TensorFlow, JAX and PyTorch backends, and a `.keras`
+    file saved on one loads on the others. Label values are checked before
+    the step uses them (whole class indices in `[0, len(class_counts))`),
+    except inside a JAX-compiled step, where traced labels cannot be read:
+    there a bad label is not reported (the loss may turn NaN), and
+    `fit(..., run_eagerly=True)` reports it.
 
     The loss of each example is also multiplied by `class_loss_weights[y]`,
     a non-trainable variable of one weight per class (all ones by default).
     Assigning it during `fit`, e.g. from a callback, re-weights the loss at
-    once without retracing: this is how deferred re-weighting works. Only
-    training is re-weighted; `evaluate` reports the plain loss.
+    once without retracing: this is how deferred re-weighting works (on
+    JAX, assign through the callback's `self.model`, which syncs the
+    training state, as for `kmix.MajorMix.strength`). Only training is
+    re-weighted; `evaluate` reports the plain loss.
 
     Use it the functional way, by subclassing (pass `class_counts` to
     `super().__init__`), or wrap an existing model with `MixModel.from_model`.
@@ -350,17 +360,26 @@ class MixModel(keras.Model):
             )
         self.class_loss_weights.assign(weights)
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """Keras' training step, run inside a `kmix.mixing_context`.
+
+        The signature follows the backend's trainer: `train_step(data)` on
+        TensorFlow and PyTorch, `train_step(state, data)` on JAX (whose
+        step is stateless). A subclass that overrides it calls
+        `super().train_step(*args)` with the arguments it received.
+        """
+        *state, data = args
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if y is not None and not isinstance(y, (dict, list, tuple)):
             # Fractional or out-of-range labels fail here, with a message,
             # before any op (MajorMix, the loss weights' gather) uses them.
+            # Traced JAX labels cannot be read: only their shape is known.
             y = validation.check_label_values(
                 y, len(self.class_counts), name="y"
             )
             data = keras.utils.pack_x_y_sample_weight(x, y, sample_weight)
         with mixing_context(labels=y, class_counts=self.class_counts):
-            return super().train_step(data)
+            return super().train_step(*state, data)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         # The `add_batch_observer` hook: inside `train_step` the mixing
