@@ -21,6 +21,17 @@ the seeds already finished and resumes the unfinished one from its last
 completed epoch (keras.callbacks.BackupAndRestore). The flags are those of
 `kmix.ExperimentConfig` (kmix.experiment.flags generates them);
 docs/experiments.md explains every flag and config.
+
+Several processes (one per machine, say) train one model together on the JAX
+backend: start the same command in each, with its own --process_id and the
+address of process 0 (docs/distributed.md):
+
+    KERAS_BACKEND=jax python experiments/run.py --flagfile=... \
+        --num_processes=2 --process_id=0 --coordinator=10.0.0.1:23456
+    KERAS_BACKEND=jax python experiments/run.py --flagfile=... \
+        --num_processes=2 --process_id=1 --coordinator=10.0.0.1:23456
+
+--batch_size stays the global batch; process 0 writes all the results.
 """
 
 import sys
@@ -38,6 +49,7 @@ def define_flags():
     from kmix.experiment import flags as experiment_flags
 
     experiment_flags.define_flags()
+    experiment_flags.define_process_flags()
     cli.define_flags()
     return experiment_flags, cli
 
@@ -49,6 +61,7 @@ def main(argv):
     from kmix.experiment import flags as experiment_flags
 
     seeds = experiment_flags.check_flags()
+    experiment_flags.check_process_flags()
     import tensorflow as tf
 
     from kmix import experiment
@@ -58,9 +71,15 @@ def main(argv):
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()
     try:
+        # Before Keras creates a variable: every process must take part.
+        distribution.initialize_processes(
+            FLAGS.num_processes, FLAGS.process_id, FLAGS.coordinator
+        )
+        distribution.check_batch_size(FLAGS.batch_size)
         strategy = distribution.make_strategy(FLAGS.strategy)
     except ValueError as error:
-        raise app.UsageError(str(error))
+        raise app.UsageError(experiment_flags.flag_message(str(error)))
+    chief = distribution.is_chief()
     configs = [experiment_flags.config_from_flags(seed) for seed in seeds]
     try:
         summary = experiment.run_seeds(
@@ -68,7 +87,8 @@ def main(argv):
             FLAGS.output_dir,
             flags_text=experiment_flags.resolved_flags(),
             strategy=strategy,
-            verbose=cli.keras_verbose(),
+            # Only process 0 shows Keras' progress.
+            verbose=cli.keras_verbose() if chief else 0,
             overwrite=FLAGS.overwrite,
         )
     except experiment.StaleOutputError as error:
@@ -76,7 +96,13 @@ def main(argv):
     except experiment.NonFiniteLossError as error:
         # The message names the epoch and the settings; no traceback needed.
         sys.exit(f"run.py: {error}")
-    print(console.final_summary(summary, FLAGS.output_dir, configs[0]))
+    if chief:
+        print(console.final_summary(summary, FLAGS.output_dir, configs[0]))
+    else:
+        print(
+            f"Process {FLAGS.process_id} of {FLAGS.num_processes}: done; process 0 "
+            f"wrote the results to its --output_dir ({FLAGS.output_dir})."
+        )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ trial train the same way. One job per module:
 - `runs`: several seeds, resumption and aggregation (`run_seeds`);
 - `console`: what a run says about itself (the closing summary of
   `experiments/run.py`, the opening of `results.md`);
-- `distribution`: `tf.distribute` strategies.
+- `distribution`: `tf.distribute` strategies, and one model trained by
+  several processes on JAX (`initialize_processes`).
 
 Example:
 

@@ -220,7 +220,11 @@ def loss_weights(config, class_counts):
 
 
 def compile_model(model, config, data):
-    """Compiles with the config's loss, optimizer and per-class metrics for `data`."""
+    """Compiles with the config's loss, optimizer and per-class metrics for `data`.
+
+    On the JAX backend the steps are always compiled (`jit_compile=True`):
+    uncompiled, JAX runs them an operation at a time, many times slower.
+    """
     steps_per_epoch = math.ceil(sum(data.class_counts) / config.batch_size)
     model.compile(
         optimizer=build_optimizer(config, steps_per_epoch),
@@ -231,7 +235,7 @@ def compile_model(model, config, data):
             else keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
             metrics.BalancedAccuracy(data.num_classes),
         ],
-        jit_compile=config.jit_compile,
+        jit_compile=config.jit_compile or keras.backend.backend() == "jax",
     )
     return model
 

@@ -219,7 +219,11 @@ class ExperimentConfig:
     batch_size: int = _field(128, help="Global batch size.", data=True)
     seed: int = _field(0, flag=False, data=True)
     jit_compile: bool = _field(
-        False, help="Compile the training step with XLA."
+        False,
+        help=(
+            "Compile the training step with XLA (TensorFlow; torch.compile on "
+            "torch). On JAX the step is always compiled."
+        ),
     )
     # Outputs.
     diagnostics: bool = _field(

@@ -27,9 +27,12 @@ from kmix.experiment.config import ExperimentConfig
 
 FLAGS = flags.FLAGS
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# Flags of a run over several processes (`define_process_flags`).
+PROCESS_FLAGS = ("num_processes", "process_id", "coordinator")
 # Flags `resolved_flags` leaves out: a flagfile that repeats a run must not
-# also repeat a deletion.
-NOT_RESOLVED = ("overwrite",)
+# also repeat a deletion, and the process flags differ from process to
+# process (each adds its own to the flagfile).
+NOT_RESOLVED = ("overwrite",) + PROCESS_FLAGS
 
 
 def define_flags():
@@ -63,6 +66,56 @@ def define_flags():
         "(without it such a rerun is refused; the same flags resume either way). tune.py: delete "
         "an earlier search of the same project instead of resuming it (not on workers).",
     )
+
+
+def define_process_flags():
+    """Defines `--num_processes`, `--process_id` and `--coordinator` once (run.py)."""
+    if "num_processes" in FLAGS:
+        return
+    from kmix.experiment.distribution import DEFAULT_COORDINATOR
+
+    flags.DEFINE_integer(
+        "num_processes",
+        1,
+        "Train one model over this many processes (one per machine, say), "
+        "data-parallel; needs KERAS_BACKEND=jax (docs/distributed.md).",
+    )
+    flags.DEFINE_integer(
+        "process_id",
+        0,
+        "This process's index in [0, --num_processes); process 0 coordinates "
+        "and writes the results.",
+    )
+    flags.DEFINE_string(
+        "coordinator",
+        DEFAULT_COORDINATOR,
+        "host:port where process 0 listens for the others (and binds only "
+        "there): loopback by default; process 0's network address for "
+        "several machines.",
+    )
+
+
+def check_process_flags():
+    """Raises `app.UsageError` for bad `define_process_flags` values.
+
+    Checks the range of --process_id, the form of --coordinator, and that
+    several processes split --batch_size evenly and run on the JAX backend
+    without a tf.distribute --strategy (which needs the TensorFlow backend).
+    """
+    from kmix.experiment import distribution
+
+    try:
+        distribution.check_processes(
+            FLAGS.num_processes,
+            FLAGS.process_id,
+            FLAGS.coordinator,
+            strategy=FLAGS.strategy,
+            batch_size=FLAGS.batch_size,
+        )
+        if FLAGS.strategy != "default":
+            distribution.check_strategy_backend(FLAGS.strategy)
+    except (ValueError, TypeError) as error:
+        raise app.UsageError(flag_message(str(error)))
 
 
 def _define_field_flag(field):
@@ -149,8 +202,10 @@ def check_directory_flag(name):
 
 
 def flag_message(message):
-    """An `ExperimentConfig` error re-worded with flag names: `strength` -> --strength."""
+    """An `ExperimentConfig` (or process setting) error re-worded with flag
+    names: `strength` -> --strength."""
     fields = {field.name for field in dataclasses.fields(ExperimentConfig)}
+    fields |= set(PROCESS_FLAGS) | {"strategy"}
     message = re.sub(
         r"`(\w+)`",
         lambda m: f"--{m.group(1)}" if m.group(1) in fields else m.group(0),

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 
 from kmix.experiment import console
+from kmix.experiment import distribution
 from kmix.experiment import outputs
 from kmix.experiment.training import train_and_evaluate
 
@@ -18,6 +19,9 @@ RUN_ONLY_FLAGS = (
     "overwrite",
     "strategy",
     "deterministic",
+    "num_processes",
+    "process_id",
+    "coordinator",
 )
 
 
@@ -47,27 +51,55 @@ def run_seeds(
     `results.md`, `flags.cfg`) are deleted instead and the seeds run
     afresh. A corrupt or truncated `seed_<s>/metrics.json` raises an error
     naming it.
+
+    Over several processes (`distribution.initialize_processes`) every
+    process calls it with the same arguments and they train each seed
+    together; process 0 alone reads and writes `output_dir` (the others
+    follow its decisions: which seeds are finished, or its error) and
+    returns the summary; the others return None.
     """
-    _make_output_dir(output_dir)
-    if flags_text:
-        _check_earlier_flags(output_dir, flags_text, overwrite)
-        outputs.write_text(os.path.join(output_dir, "flags.cfg"), flags_text)
+    chief = distribution.is_chief()
+
+    def prepare():  # process 0 alone: its output_dir, the seeds it finished
+        _make_output_dir(output_dir)
+        if flags_text:
+            _check_earlier_flags(output_dir, flags_text, overwrite)
+            outputs.write_text(
+                os.path.join(output_dir, "flags.cfg"), flags_text
+            )
+        return {
+            str(config.seed): _finished_metrics(output_dir, config.seed)
+            for config in configs
+            if os.path.exists(_metrics_path(output_dir, config.seed))
+        }
+
+    finished = distribution.run_on_chief(
+        prepare, errors=(StaleOutputError, ValueError)
+    )
     per_seed = {}
     for config in configs:
-        seed_dir = os.path.join(output_dir, f"seed_{config.seed}")
-        metrics_path = os.path.join(seed_dir, "metrics.json")
-        if os.path.exists(metrics_path):
-            per_seed[config.seed] = outputs.read_json(
-                metrics_path,
-                what=f"metrics of finished seed {config.seed}",
-                remedy=f"Delete it to train seed {config.seed} again (or restore it from a copy).",
-            )
-            print(f"seed {config.seed}: finished earlier, kept {metrics_path}")
+        if str(config.seed) in finished:
+            per_seed[config.seed] = finished[str(config.seed)]
+            if chief:
+                print(
+                    f"seed {config.seed}: finished earlier, kept "
+                    f"{_metrics_path(output_dir, config.seed)}"
+                )
             continue
+        seed_dir = os.path.join(output_dir, f"seed_{config.seed}")
         result = train_and_evaluate(
             config, seed_dir, verbose=verbose, strategy=strategy
         )
         per_seed[config.seed] = result
+        if "weights_fingerprint" in result:
+            print(
+                f"seed {config.seed}: weights fingerprint "
+                f"{result['weights_fingerprint']} (process "
+                f"{distribution.process_index()} of {distribution.process_count()}; "
+                "the same on every process)"
+            )
+        if not chief:
+            continue
         groups = ", ".join(
             f"{k} {v:.4f}" for k, v in result["group_accuracy"].items()
         )
@@ -75,6 +107,8 @@ def run_seeds(
             f"seed {config.seed}: accuracy {result['accuracy']:.4f}, balanced accuracy "
             f"{result['balanced_accuracy']:.4f}, {groups}"
         )
+    if not chief:
+        return None
     summary = summarize(per_seed)
     outputs.write_json(os.path.join(output_dir, "metrics.json"), summary)
     outputs.write_text(
@@ -82,6 +116,19 @@ def run_seeds(
         results_table(summary, configs[0]),
     )
     return summary
+
+
+def _metrics_path(output_dir, seed):
+    return os.path.join(output_dir, f"seed_{seed}", "metrics.json")
+
+
+def _finished_metrics(output_dir, seed):
+    """The `metrics.json` of a finished seed; a corrupt one raises an error naming it."""
+    return outputs.read_json(
+        _metrics_path(output_dir, seed),
+        what=f"metrics of finished seed {seed}",
+        remedy=f"Delete it to train seed {seed} again (or restore it from a copy).",
+    )
 
 
 def _make_output_dir(output_dir):

@@ -1,14 +1,18 @@
 """Training an `ExperimentConfig`: callbacks, the training set, `fit`, one whole run."""
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import tempfile
+import warnings
 
 import keras
 import tensorflow as tf
 
 from kmix import callbacks
+from kmix.experiment import distribution
 from kmix.experiment import outputs
 from kmix.experiment.building import build_compiled_model
 from kmix.experiment.building import loss_weights
@@ -30,6 +34,12 @@ def training_callbacks(
     `max(1, config.epochs // 10)` epochs. With `output_dir`, an epoch whose
     training loss is not finite stops `fit` with a `NonFiniteLossError`
     (`StopOnNonFiniteLoss`), and `RunBackup` lets an interrupted run resume.
+
+    Over several processes (`distribution.initialize_processes`) every
+    process gets the callbacks that take part in training (schedules,
+    re-weighting, the divergence stop, `RunBackup`, which only process 0
+    writes); TensorBoard logs are written by process 0 alone, and
+    `ClassProgress` is left out.
     """
     # First: a diverged epoch stops a run before any later callback (the
     # backup above all) records it. (A tuning trial, without `output_dir`,
@@ -51,8 +61,17 @@ def training_callbacks(
         result.append(
             callbacks.DeferredReweighting(reweighting, config.drw_start_at or 0)
         )
+    chief = distribution.is_chief()
     if output_dir:
-        if config.diagnostics:
+        if config.diagnostics and distribution.process_count() > 1:
+            if chief:
+                warnings.warn(
+                    "--diagnostics: per-class progress (ClassProgress) is not "
+                    "recorded when training over several processes; "
+                    "metrics.json and the plots of the test set are.",
+                    stacklevel=2,
+                )
+        elif config.diagnostics:
             result.append(
                 callbacks.ClassProgress(
                     output_dir=output_dir,
@@ -66,9 +85,10 @@ def training_callbacks(
                     seed=config.seed,
                 )
             )
-        result.append(
-            keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"))
-        )
+        if chief:
+            result.append(
+                keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"))
+            )
         result.append(RunBackup(backup_dir(output_dir)))
     return result
 
@@ -137,6 +157,11 @@ class RunBackup(keras.callbacks.BackupAndRestore):
     run resumed after its last epoch is known. A backup that cannot be read
     (corrupt, truncated, or of another model) raises an error naming its
     folder.
+
+    Over several processes only process 0 writes the backup; when a run
+    resumes, process 0 sends its backup to the others (which restore it from
+    a temporary folder), so that all restore the same weights and epoch
+    without a shared file system.
     """
 
     HISTORY = "history.json"
@@ -146,6 +171,15 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.history = []  # one logs dict per epoch, from the first
 
     def on_train_begin(self, logs=None):
+        if distribution.is_chief():
+            self._share_backup()
+            return self._restore(logs)
+        with tempfile.TemporaryDirectory(prefix="kmix_backup_") as folder:
+            self._share_backup(folder)
+            with self._reading_from(folder):
+                self._restore(logs)
+
+    def _restore(self, logs):
         try:
             super().on_train_begin(logs)
             self.history = self._read_history()
@@ -164,9 +198,62 @@ class RunBackup(keras.callbacks.BackupAndRestore):
         self.history = self.history[:epoch] + [
             {key: float(value) for key, value in (logs or {}).items()}
         ]
-        outputs.write_json(
-            os.path.join(self.backup_dir, self.HISTORY), self.history
+        if distribution.is_chief():
+            outputs.write_json(
+                os.path.join(self.backup_dir, self.HISTORY), self.history
+            )
+
+    def _save_model(self):
+        if distribution.is_chief():
+            with distribution.local_only():  # process 0 alone
+                super()._save_model()
+
+    def _share_backup(self, folder=None):
+        """Process 0 sends the files of its backup; the others write them to `folder`."""
+        if distribution.process_count() == 1:
+            return
+        names = []
+        if distribution.is_chief() and os.path.isdir(self.backup_dir):
+            names = sorted(
+                name
+                for name in os.listdir(self.backup_dir)
+                if os.path.isfile(os.path.join(self.backup_dir, name))
+            )
+        names = json.loads(
+            distribution.broadcast_bytes(json.dumps(names).encode())
         )
+        for name in names:
+            data = None
+            if distribution.is_chief():
+                with open(os.path.join(self.backup_dir, name), "rb") as f:
+                    data = f.read()
+            data = distribution.broadcast_bytes(data)
+            if folder is not None:
+                with open(
+                    os.path.join(folder, os.path.basename(name)), "wb"
+                ) as f:
+                    f.write(data)
+
+    @contextlib.contextmanager
+    def _reading_from(self, folder):
+        """Points the callback's paths at `folder` (a copy of the backup) for a while."""
+        names = (
+            "backup_dir",
+            "_weights_path",
+            "_training_metadata_path",
+            "_prev_weights_path",
+            "_prev_training_metadata_path",
+        )
+        saved = {name: getattr(self, name) for name in names}
+        for name in names:
+            setattr(
+                self, name, saved[name].replace(saved["backup_dir"], folder, 1)
+            )
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
 
     def _read_history(self):
         path = os.path.join(self.backup_dir, self.HISTORY)
@@ -237,12 +324,26 @@ def fit_model(
     after the config's own (schedules, re-weighting, and with `output_dir`
     diagnostics, TensorBoard and resumption). `epochs` (default
     `config.epochs`) and `initial_epoch` are `fit`'s. `train_and_evaluate`
-    and `kmix.tuning.MajorMixHyperModel.fit` both train here.
+    and `kmix.tuning.MajorMixHyperModel.fit` both train here. Over several
+    processes each feeds its part of every global batch
+    (`distribution.shard_batches`; `config.batch_size` stays the global
+    batch), so the `val_*` logs leave out up to one image per device of a
+    last, partial validation batch.
     """
+    distribution.check_batch_size(config.batch_size)
     train = prepare_training_set(config, data)
     validation_data = data.validation
     if validation_data is not None and config.needs_one_hot_labels:
         validation_data = one_hot(validation_data, data.num_classes)
+    # Several processes: each feeds its part of every global batch.
+    train = distribution.shard_batches(
+        train, config.batch_size, sum(data.class_counts)
+    )
+    validation_data = distribution.shard_batches(
+        validation_data,
+        config.batch_size,
+        sum(getattr(data, "validation_counts", None) or ()) or None,
+    )
     return model.fit(
         train,
         epochs=epochs or config.epochs,
@@ -269,12 +370,19 @@ def train_and_evaluate(
     training loss becomes NaN or infinite raises `NonFiniteLossError` and
     writes no metrics.
 
+    Over several processes (`distribution.initialize_processes`) every
+    process calls it with the same arguments: they train one model
+    together and evaluate it together; only process 0 writes to
+    `output_dir`. The metrics then also hold `weights_fingerprint`
+    (`distribution.weights_fingerprint`), the same on every process.
+
     Args:
         config: an `ExperimentConfig`.
         output_dir: where to write; None writes nothing.
         data: an already loaded `ImbalancedDataset` (else loaded from config).
         verbose: Keras' `fit` verbosity.
-        strategy: a `tf.distribute.Strategy` to build and train under.
+        strategy: a `tf.distribute.Strategy` to build and train under
+            (TensorFlow backend; None: the default strategy).
 
     Returns:
         The metrics dict written to `metrics.json`.
@@ -283,14 +391,14 @@ def train_and_evaluate(
     keras.utils.set_random_seed(config.seed)
     data = data or load_data(config)
     class_counts = data.class_counts
-    if output_dir:
+    writes = bool(output_dir) and distribution.is_chief()
+    if writes:
         os.makedirs(output_dir, exist_ok=True)
-    strategy = strategy or tf.distribute.get_strategy()
-    with strategy.scope():
+    with _scope(strategy):
         model = build_compiled_model(config, data)
     history = fit_model(model, config, data, output_dir, verbose=verbose)
     losses = history.history.get("loss") or []
-    if output_dir and config.epochs > len(losses):
+    if writes and config.epochs > len(losses):
         # Resumed from the backup: the losses of earlier epochs are there.
         losses = [logs.get("loss") for logs in _backed_up_history(output_dir)]
     result, labels, predictions = evaluate(
@@ -316,21 +424,35 @@ def train_and_evaluate(
             else None,
         }
     )
+    if distribution.process_count() > 1:
+        # Every process prints it (run_seeds): they must hold the same weights.
+        result["weights_fingerprint"] = distribution.weights_fingerprint(model)
     result = outputs.round_floats(result)  # as metrics.json holds it
-    if output_dir:
-        model.save(os.path.join(output_dir, "model.keras"))
-        outputs.write_plots(
-            output_dir,
-            labels,
-            predictions,
-            class_counts,
-            config,
-            class_names=data.class_names,
-        )
+    if writes:
+        with distribution.local_only():  # process 0 alone
+            model.save(os.path.join(output_dir, "model.keras"))
+            outputs.write_plots(
+                output_dir,
+                labels,
+                predictions,
+                class_counts,
+                config,
+                class_names=data.class_names,
+            )
         outputs.write_json(os.path.join(output_dir, "metrics.json"), result)
         # Only now: a run killed before this point resumes after its last epoch.
         shutil.rmtree(backup_dir(output_dir), ignore_errors=True)
     return result
+
+
+def _scope(strategy):
+    """The scope of `strategy`: TensorFlow's default strategy when None, or none
+    on another backend."""
+    if strategy is not None:
+        return strategy.scope()
+    if keras.backend.backend() == "tensorflow":
+        return tf.distribute.get_strategy().scope()
+    return contextlib.nullcontext()
 
 
 def _backed_up_history(output_dir):
