@@ -34,6 +34,7 @@ import time
 
 from absl import app
 from absl import flags
+from step_overhead import cpu_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("tensorflow", "jax", "torch", "pytorch_loop")
@@ -279,16 +280,6 @@ def markdown(results, meta):
 def metadata(args, wall_s):
     import importlib.metadata as md
 
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(
-                line.split(":", 1)[1].strip()
-                for line in f
-                if line.startswith("model name")
-            )
-    except (OSError, StopIteration):
-        pass
     versions = []
     for package in ("keras", "tensorflow", "tensorflow-cpu", "jax", "torch"):
         try:
@@ -297,7 +288,7 @@ def metadata(args, wall_s):
             pass
     return {
         "date": datetime.date.today().isoformat(),
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": cores(),
         "python": platform.python_version(),
         "versions": ", ".join(versions),

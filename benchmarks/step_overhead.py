@@ -337,22 +337,25 @@ def summarize(times, batch_size):
     return summary
 
 
-def machine():
-    """A short description of the machine and the software versions."""
-    import keras
-
-    cpu = platform.processor()
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo), or `platform.processor()`."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(
+            return next(
                 line.split(":", 1)[1].strip()
                 for line in f
                 if line.startswith("model name")
             )
     except (OSError, StopIteration):
-        pass
+        return platform.processor()
+
+
+def machine():
+    """A short description of the machine and the software versions."""
+    import keras
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "keras": keras.__version__,
