@@ -44,6 +44,7 @@ def build_model(config, data):
         distribution=config.distribution,
         alpha=config.alpha,
         frequency_gamma=config.frequency_gamma,
+        partners=config.mix_partners,
         seed=config.seed,
     )
     mix_after = list(getattr(config, "mix_after", None) or ())

@@ -149,6 +149,14 @@ class ExperimentConfig:
             "probability (n_c / max n) ** gamma."
         ),
     )
+    mix_partners: str = _field(
+        "any",
+        help=(
+            "MajorMix partners: any row of the batch, or only rows of major "
+            "classes."
+        ),
+        choices=major_mix.PARTNERS,
+    )
     mix_schedule: str = _field(
         "constant",
         help="MajorMix strength over epochs.",
@@ -275,6 +283,12 @@ class ExperimentConfig:
             validation.check_number(
                 "frequency_gamma", self.frequency_gamma, 0.0
             )
+            if self.mix_partners == "major":
+                raise ValueError(
+                    "Argument `mix_partners='major'` needs major classes, which "
+                    "`frequency_gamma` does not name: drop one of them. "
+                    f"Received: mix_partners='major', frequency_gamma={self.frequency_gamma!r}."
+                )
         _check_one_of(
             "drw_start_epoch",
             self.drw_start_epoch,

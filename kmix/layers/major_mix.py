@@ -10,6 +10,8 @@ from kmix.classes import integer_labels
 from kmix.layers.mixing_context import current_mixing_context
 
 DISTRIBUTIONS = ("uniform", "beta")
+# Which rows a mixed row may take its partner from.
+PARTNERS = ("any", "major")
 # The key of the random stream's state among a MajorMix layer's saved variables.
 _SEED_STATE_KEY = "seed_generator_state"
 # Added to the first element of a step's seed for the draw of `u` from
@@ -46,6 +48,12 @@ class MajorMix(keras.layers.Layer):
     `mix_prob * (n_c / max(n)) ** g`, so the larger a class, the more often
     its rows are mixed, and no class is returned untouched by rule (kmix's
     option; `kmix.classes.mixing_probabilities` computes it).
+
+    `partners="major"` draws each mixed row's partner among the batch's
+    major-class rows only (a random pairing of those rows), so a minor-class
+    example's features are never mixed into a row labelled with a major
+    class (kmix's option; the default `"any"` is the definition above). It
+    needs the threshold rule or `major_classes`, not `frequency_gamma`.
 
     Labels reach the layer through `kmix.MixModel`'s training step, through
     `kmix.mixing_context`, or through the `labels=` call argument. The layer
@@ -104,6 +112,8 @@ class MajorMix(keras.layers.Layer):
             >= 0: mix a row of class `c` with probability
             `mix_prob * (n_c / max(n)) ** frequency_gamma` instead.
         distribution: `"uniform"` (default, XLA-compatible) or `"beta"`.
+        partners: `"any"` (default): the partner is any row of the batch;
+            `"major"`: a row of a major class.
         alpha: float > 0, the parameter of `Beta(alpha, alpha)`; used only
             with `distribution="beta"`.
         seed: optional int seed of the random stream.
@@ -158,6 +168,7 @@ class MajorMix(keras.layers.Layer):
         alpha=1.0,
         seed=None,
         frequency_gamma=None,
+        partners="any",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -184,6 +195,15 @@ class MajorMix(keras.layers.Layer):
         self.distribution = validation.check_choice(
             "distribution", distribution, DISTRIBUTIONS
         )
+        self.partners = validation.check_choice("partners", partners, PARTNERS)
+        if self.partners == "major" and self.frequency_gamma is not None:
+            raise ValueError(
+                "Argument `partners='major'` needs major classes, and "
+                "`frequency_gamma` grades every class instead of naming "
+                "major ones: use the threshold rule (or `major_classes`) with "
+                "it. Received: partners='major', "
+                f"frequency_gamma={frequency_gamma!r}."
+            )
         self.alpha = validation.check_number("alpha", alpha, 0.0, low_open=True)
         if seed is not None and (
             isinstance(seed, bool) or not isinstance(seed, int)
@@ -249,11 +269,19 @@ class MajorMix(keras.layers.Layer):
         # One draw of the stream per step; every draw below derives from it.
         seed = self._replica_seed()
         # Row 0 orders the permutation, row 1 picks the mixed rows, row 2 is
-        # `u` for the uniform distribution.
+        # `u` for the uniform distribution; with partners="major", row 3
+        # orders the partners.
         uniforms = keras.random.uniform(
-            (3, batch_size), dtype="float32", seed=_GivenSeed(seed)
+            (3 if self.partners == "any" else 4, batch_size),
+            dtype="float32",
+            seed=_GivenSeed(seed),
         )
-        permutation = ops.argsort(uniforms[0])
+        if self.partners == "any":
+            permutation = ops.argsort(uniforms[0])
+        else:
+            permutation = _pool_permutation(
+                uniforms[0], uniforms[3], ops.greater(row_prob, 0.0)
+            )
         mixed_rows = ops.less(uniforms[1], row_prob)
         if self.distribution == "uniform":
             u = uniforms[2]
@@ -411,6 +439,7 @@ class MajorMix(keras.layers.Layer):
                 "alpha": self.alpha,
                 "seed": self.seed,
                 "frequency_gamma": self.frequency_gamma,
+                "partners": self.partners,
             }
         )
         return config
@@ -448,3 +477,17 @@ def _seed_state_as(state, dtype):
     if dtype == "int32":
         return (((values % 2**32) ^ 2**31) - 2**31).astype("int32")
     return values.astype(dtype)
+
+
+def _pool_permutation(order_keys, partner_keys, in_pool):
+    """A random permutation that maps the rows of `in_pool` among themselves.
+
+    Sorting by `keys + 2 * (row not in pool)` lists the pool's rows first, in
+    a random order; pairing two such orders (`permutation[order[k]] =
+    partner_order[k]`) gives every pool row a partner in the pool, and the
+    other rows partners among the others.
+    """
+    outside = 2.0 * (1.0 - ops.cast(in_pool, "float32"))
+    order = ops.argsort(order_keys + outside)
+    partner_order = ops.argsort(partner_keys + outside)
+    return ops.take(partner_order, ops.argsort(order), axis=0)

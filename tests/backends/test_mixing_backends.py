@@ -447,3 +447,43 @@ def test_keras_file_loads_and_predicts_identically_on_every_backend(
         )
         assert result["minor_rows_kept"], other
         assert result["seed_state_after_call"] == [7, state[1] + 1], other
+
+
+@pytest.mark.parametrize("partners", ["major", "any"])
+def test_major_partners_keep_minor_features_out_of_major_rows(partners):
+    # Features are one-hot row ids, so a mixed row's support names its
+    # partner. Classes 0 and 1 are major (counts 100, 100), 2 and 3 minor.
+    labels = np.array([0, 2, 1, 3, 0, 2, 1, 3, 0, 1, 2, 3])
+    features = np.eye(len(labels), dtype="float32")
+    major_rows = set(np.flatnonzero(labels < 2).tolist())
+    layer = kmix.MajorMix(strength=1.0, partners=partners, seed=3)
+    minor_partner_seen = False
+    for _ in range(8):
+        mixed = keras.ops.convert_to_numpy(
+            layer(
+                features,
+                training=True,
+                labels=labels,
+                class_counts=[100, 100, 5, 5],
+            )
+        )
+        np.testing.assert_array_equal(
+            mixed[labels >= 2], features[labels >= 2]
+        )  # minor rows untouched
+        for row in sorted(major_rows):
+            support = set(np.flatnonzero(mixed[row]).tolist())
+            assert row in support or len(support) == 1
+            minor_partner_seen |= not support <= major_rows
+        np.testing.assert_allclose(mixed.sum(axis=1), 1.0, atol=1e-6)
+    # With "major" no minor features ever reach a major row; with "any"
+    # they do (8 steps of 6 major rows make missing it unlikely).
+    assert minor_partner_seen == (partners == "any")
+    assert layer.get_config()["partners"] == partners
+    assert kmix.MajorMix.from_config(layer.get_config()).partners == partners
+
+
+def test_major_partners_refuse_bad_values_and_graded_mixing():
+    with pytest.raises(ValueError, match="partners"):
+        kmix.MajorMix(partners="minor")
+    with pytest.raises(ValueError, match="frequency_gamma"):
+        kmix.MajorMix(partners="major", frequency_gamma=1.0)
