@@ -139,6 +139,11 @@ METHODS = {
         "majormix",
         _MIX + ["--frequency_gamma=0.5"],
     ),
+    "mm_partners": (
+        "MajorMix, partners of major classes only",
+        "majormix",
+        _MIX + ["--mix_partners=major"],
+    ),
     "mm_tuned": (
         "MajorMix tuned (strength 0.35, stage2)",
         "tuned",
@@ -181,6 +186,7 @@ PHASES = {
     5: (["step100"], ABLATIONS["step100"], [3, 4]),
     6: (["exp10"], KEY_METHODS, [0, 1, 2]),
     7: (["step100"], ["mm_tuned"], [0, 1, 2]),
+    8: (["step100", "step10"], ["mm_partners"], [0, 1, 2]),
 }
 
 FLAGS = flags.FLAGS

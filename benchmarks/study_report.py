@@ -213,6 +213,8 @@ def cell_section(cell, summaries, methods, recipe):
         (recipe, "ldam_drw"),
         ("mm", "ce"),
         ("mm_graded", "ce"),
+        ("mm_partners", "mm"),
+        ("mm_partners", "ce"),
         ("mm_tuned", "mm"),
         ("mm_tuned", "ce"),
     ]
