@@ -88,9 +88,9 @@ def choose_shipped_recipes(results, methods):
 
     The method with the best validation balanced accuracy averaged over the
     kind's cells (`RECIPE_CELLS`), among the methods with records in every
-    one of them. Methods with `MIN_SEEDS_TO_CHOOSE` seeds in every cell are
-    preferred; until some have, the choice is made among those with the most
-    seeds and marked `"final": False`.
+    one of them. The choice is `"final"` once every candidate has
+    `MIN_SEEDS_TO_CHOOSE` seeds in every cell; until then it compares the
+    seeds each has and is provisional (`"seeds"`: the fewest any has).
     """
     choices = {}
     for kind, wanted in RECIPE_CELLS.items():
@@ -108,14 +108,8 @@ def choose_shipped_recipes(results, methods):
             )
         if not cells or not candidates:
             continue
-        seeds = min(
-            max(count for count, _ in candidates.values()), MIN_SEEDS_TO_CHOOSE
-        )
-        eligible = {
-            name: value
-            for name, (count, value) in candidates.items()
-            if count >= seeds
-        }
+        seeds = min(count for count, _ in candidates.values())
+        eligible = {name: value for name, (_, value) in candidates.items()}
         best = max(eligible, key=eligible.get)
         choices[kind] = {
             "method": best,
