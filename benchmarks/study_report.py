@@ -13,7 +13,7 @@ import numpy as np
 
 from kmix.classes import class_groups
 
-# A recipe is chosen among the methods of a cell with at least this many seeds.
+# A recipe is chosen once every candidate of a cell has at least this many seeds.
 MIN_SEEDS_TO_CHOOSE = 3
 # The shipped recipes (experiments/configs/recipe_<kind>.cfg) and the cells
 # whose validation accuracy chooses each.
@@ -69,14 +69,17 @@ def method_summary(runs):
 
 
 def choose_recipe(summaries, methods):
-    """The MajorMix-based method of a cell with the best mean validation balanced accuracy."""
-    candidates = [
-        name
-        for name, s in summaries.items()
-        if methods[name][1] == "majormix"
-        and len(s["seeds"]) >= MIN_SEEDS_TO_CHOOSE
-    ]
-    if not candidates:
+    """The MajorMix-based method of a cell with the best mean validation balanced accuracy.
+
+    None until every MajorMix-based method of the cell has
+    `MIN_SEEDS_TO_CHOOSE` seeds, so that no method wins by being the only
+    one with enough seeds.
+    """
+    candidates = [name for name in summaries if methods[name][1] == "majormix"]
+    if not candidates or any(
+        len(summaries[name]["seeds"]) < MIN_SEEDS_TO_CHOOSE
+        for name in candidates
+    ):
         return None
     return max(
         candidates, key=lambda name: summaries[name]["mean"]["validation"]
