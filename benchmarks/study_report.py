@@ -301,26 +301,16 @@ def write_curves(records, results, methods, records_dir):
             c = run["curves"]
             label = methods[name][0]
             for g, members in groups.items():
-                if "clean_accuracy" in c:
-                    values = np.asarray(c["clean_accuracy"]["value"])[
-                        :, members
-                    ].mean(1)
-                    axes[0].plot(
-                        c["clean_accuracy"]["epoch"],
-                        values,
-                        style,
-                        label=f"{label}: {g}",
-                    )
-                if "val_accuracy" in c:
-                    values = np.asarray(c["val_accuracy"]["value"])[
-                        :, members
-                    ].mean(1)
-                    axes[2].plot(
-                        c["val_accuracy"]["epoch"],
-                        values,
-                        style,
-                        label=f"{label}: {g}",
-                    )
+                # Per-group accuracy: clean training (left), test (right).
+                for key, axis in (("clean_accuracy", 0), ("val_accuracy", 2)):
+                    if key in c:
+                        values = np.asarray(c[key]["value"])[:, members]
+                        axes[axis].plot(
+                            c[key]["epoch"],
+                            values.mean(1),
+                            style,
+                            label=f"{label}: {g}",
+                        )
             grad = np.asarray(c["feature_grad_norm"]["value"])
             ratio = grad[:, groups[last]].mean(1) / grad[:, groups[first]].mean(
                 1
