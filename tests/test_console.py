@@ -93,6 +93,7 @@ def test_describe_method_names_model_loss_mixing_and_optimizer():
     assert "LDAM loss (max margin 0.5, scale 30) on a cosine classifier" in ldam
     assert "class-balanced (beta 0.9999) loss weights from epoch 5" in ldam
     assert "no MajorMix" in ldam
+    assert console.describe_method(_config(epochs=1)).endswith(", 1 epoch")
 
 
 def test_results_md_opens_with_the_run_and_marks_minor_classes():

@@ -78,8 +78,12 @@ def describe_method(config):
         ", ".join(parts)
         + f"; {optimizer}, learning rate {config.learning_rate:g} "
         f"({config.lr_schedule}), weight decay {config.weight_decay:g}, "
-        f"batch {config.batch_size}, {config.epochs} epochs"
+        f"batch {config.batch_size}, {_epochs(config.epochs)}"
     )
+
+
+def _epochs(count):
+    return f"{count} epoch" if count == 1 else f"{count} epochs"
 
 
 def _mixing(config):
@@ -293,7 +297,7 @@ def final_summary(summary, output_dir, config):
     width = max(len(name) for name, _ in files) + 2
     lines = [
         "",
-        f"Done: {describe_data(config)}; {config.model}, {method}; {config.epochs} epochs; "
+        f"Done: {describe_data(config)}; {config.model}, {method}; {_epochs(config.epochs)}; "
         f"{'seed' if len(seeds) == 1 else 'seeds'} {', '.join(str(s) for s in seeds)}.",
         "Test " + headline(summary, names, counts, config.major_threshold),
         f"Results in {output_dir}/",
