@@ -119,7 +119,7 @@ def build_resnet32(num_classes=10):
     return ResNet32(num_classes)
 
 
-def make_loop(x, y, memory_format="contiguous", seed=0):
+def make_loop(x, y, memory_format="contiguous", seed=0, device=None):
     """Builds model and optimizer; returns `step()`, which trains one step.
 
     Args:
@@ -127,6 +127,8 @@ def make_loop(x, y, memory_format="contiguous", seed=0):
         y: integer labels (NumPy).
         memory_format: `"contiguous"` (NCHW) or `"channels_last"`.
         seed: seed of the weights.
+        device: torch device; default CUDA when available (where Keras'
+            PyTorch backend trains too), else the CPU.
 
     Returns:
         A function that runs one training step and returns its seconds.
@@ -139,10 +141,12 @@ def make_loop(x, y, memory_format="contiguous", seed=0):
             f"Argument `memory_format` must be one of {MEMORY_FORMATS}. "
             f"Received: memory_format={memory_format!r}."
         )
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(seed)
-    model = build_resnet32()
-    inputs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-    labels = torch.from_numpy(y.astype("int64"))
+    model = build_resnet32().to(device)
+    inputs = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)
+    labels = torch.from_numpy(y.astype("int64")).to(device)
     if memory_format == "channels_last":
         model = model.to(memory_format=torch.channels_last)
         inputs = inputs.contiguous(memory_format=torch.channels_last)

@@ -19,7 +19,8 @@ Example:
 callbacks, schedules, class rules and class weights) but not TensorFlow or
 the experiment harness: `kmix.data` (TensorFlow, tf.data), `kmix.experiment`,
 `kmix.plots` (matplotlib) and `kmix.tuning` (keras-tuner) are imported on
-first use, e.g. the first read of `kmix.data`.
+first use; `kmix.data` loads TensorFlow only with its first `tf.data` name
+(its NumPy helpers, such as `kmix.data.read_idx`, need none).
 """
 
 __version__ = "0.1.0"

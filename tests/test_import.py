@@ -1,4 +1,7 @@
-"""`import kmix` is light: the experiment harness, plots and tuner load on first use."""
+"""`import kmix` is light: the experiment harness, plots and tuner load on first use.
+
+So do `kmix.data`'s names: its pure-numpy modules import no TensorFlow.
+"""
 
 import json
 import os
@@ -92,11 +95,113 @@ def test_model_side_on_jax_loads_no_tensorflow_until_kmix_data():
         "model.compile('sgd', 'sparse_categorical_crossentropy',\n"
         "              metrics=[kmix.metrics.BalancedAccuracy(num_classes=2)])\n"
         "before = 'tensorflow' in sys.modules\n"
-        "kmix.data.imbalance_counts\n"
+        "import kmix.data.profiles, kmix.data.idx_files\n"
+        "from kmix.data import imbalance_counts, read_idx\n"
+        "kmix.data.class_order, kmix.data.subsample_indices\n"
+        "numpy_side = 'tensorflow' in sys.modules\n"
+        "load = kmix.data.load\n"
         "print(json.dumps({'backend': keras.backend.backend(), 'before': before,\n"
+        "                  'numpy_side': numpy_side, 'load': load.__module__,\n"
         "                  'after': 'tensorflow' in sys.modules}))\n"
     )
-    assert found == {"backend": "jax", "before": False, "after": True}
+    assert found == {
+        "backend": "jax",
+        "before": False,
+        "numpy_side": False,  # kmix.data.profiles and kmix.data.idx_files
+        "load": "kmix.data.loader",
+        "after": True,
+    }
+
+
+# The public names of `kmix.data`, each imported on first access.
+DATA_NAMES = (
+    "ImageFileList",
+    "ImbalancedDataset",
+    "StreamingDataset",
+    "class_order",
+    "describe",
+    "imbalance_counts",
+    "load",
+    "load_streaming",
+    "read_idx",
+    "read_inaturalist",
+    "read_list_file",
+    "subsample_indices",
+    "verify_images",
+)
+
+# A `tensorflow` that cannot be imported, as on a machine without it.
+_NO_TENSORFLOW = """
+import sys
+class _NoTensorFlow:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "tensorflow":
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        return None
+sys.meta_path.insert(0, _NoTensorFlow())
+"""
+
+
+def test_kmix_data_numpy_modules_work_without_tensorflow(tmp_path):
+    found = _python(
+        _NO_TENSORFLOW + "import gzip, json, os\n"
+        "os.environ['KERAS_BACKEND'] = 'jax'\n"
+        "import numpy as np\n"
+        "from kmix.data.idx_files import read_idx\n"
+        "from kmix.data.profiles import imbalance_counts, subsample_indices\n"
+        "import kmix.data\n"
+        "labels = np.repeat(np.arange(3, dtype=np.uint8), 10)\n"
+        f"path = {str(tmp_path / 'labels-idx1-ubyte.gz')!r}\n"
+        "with gzip.open(path, 'wb') as f:\n"
+        "    f.write(bytes([0, 0, 8, 1]) + len(labels).to_bytes(4, 'big') + labels.tobytes())\n"
+        "read = read_idx(path)\n"
+        "counts = imbalance_counts([10, 10, 10], 'step', 10)\n"
+        "kept = subsample_indices(read.astype('int64'), counts, 0)\n"
+        "try:\n"
+        "    kmix.data.load\n"
+        "    load_error = None\n"
+        "except ModuleNotFoundError as e:\n"
+        "    load_error = str(e)\n"
+        "print(json.dumps({'read': read.tolist() == labels.tolist(), 'counts': counts,\n"
+        "                  'kept': len(kept), 'same': kmix.data.read_idx is read_idx,\n"
+        "                  'load_error': load_error}))\n"
+    )
+    assert found["read"] is True
+    assert found["counts"] == [10, 1, 1]
+    assert found["kept"] == 12
+    assert found["same"] is True
+    assert "tensorflow" in found["load_error"]
+
+
+def test_kmix_data_names_load_on_first_attribute_access():
+    in_dir = DATA_NAMES + ("pipeline", "sources")  # and the submodules
+    found = _python(
+        "import json, os, sys\n"
+        "os.environ['KERAS_BACKEND'] = 'jax'\n"
+        "import kmix.data\n"
+        "before = 'tensorflow' in sys.modules\n"
+        "from kmix.data import sources\n"
+        f"resolved = [n for n in {DATA_NAMES!r} if getattr(kmix.data, n, None) is not None]\n"
+        "names = dir(kmix.data)\n"
+        "try:\n"
+        "    kmix.data.no_such_name\n"
+        "    error = None\n"
+        "except AttributeError as e:\n"
+        "    error = str(e)\n"
+        "print(json.dumps({'before': before, 'resolved': resolved,\n"
+        f"                  'in_dir': [n for n in {in_dir!r} if n in names],\n"
+        "                  'pipeline': kmix.data.pipeline.__name__,\n"
+        "                  'same_read_idx': sources.read_idx is kmix.data.read_idx,\n"
+        "                  'error': error}))\n"
+    )
+    assert found["before"] is False
+    assert found["resolved"] == list(DATA_NAMES)
+    assert found["in_dir"] == list(in_dir)
+    assert found["pipeline"] == "kmix.data.pipeline"
+    assert found["same_read_idx"] is True
+    assert (
+        found["error"] == "module 'kmix.data' has no attribute 'no_such_name'"
+    )
 
 
 def test_harness_modules_load_on_first_attribute_access():

@@ -8,8 +8,6 @@ Nothing here writes to the data directories it reads.
 
 import dataclasses
 import difflib
-import gzip
-import math
 import os
 import zipfile
 import zlib
@@ -18,6 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kmix.data.idx_files import read_idx
 from kmix.data.profiles import check_labels
 
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -48,15 +47,6 @@ IDX_FILES = {
     "train_labels": ("train-labels-idx1-ubyte",),
     "test_images": ("t10k-images-idx3-ubyte", "test-images-idx3-ubyte"),
     "test_labels": ("t10k-labels-idx1-ubyte", "test-labels-idx1-ubyte"),
-}
-MAX_IDX_BYTES = 4 * 2**30  # the most data `read_idx` reads from one file
-_IDX_DTYPES = {
-    0x08: np.dtype("u1"),
-    0x09: np.dtype("i1"),
-    0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"),
-    0x0D: np.dtype(">f4"),
-    0x0E: np.dtype(">f8"),
 }
 _LOCAL_DATA_HELP = (
     "For local data pass a dict {'train': (x, y), 'test': (x, y)} of numpy "
@@ -279,82 +269,6 @@ def _unreadable_npz(path, error):
         f"truncated or corrupt ({type(error).__name__}: {error}). Write it again with "
         "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)."
     )
-
-
-def read_idx(path, max_bytes=None):
-    """Reads one IDX file (the MNIST format), gzipped or not, into numpy.
-
-    The header's shape must match the data, and the data may not exceed
-    `max_bytes` (default `MAX_IDX_BYTES`, 4 GiB): the file is read no
-    further than its header announces, so a small gzip file cannot make
-    kmix decompress gigabytes. A file that is not IDX, not gzip (with a
-    `.gz` name), truncated or corrupt raises a `ValueError` naming it.
-
-    Example:
-
-    >>> labels = kmix.data.read_idx(
-    ...     "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz"
-    ... )
-    >>> labels.shape
-    (10000,)
-    """
-    max_bytes = MAX_IDX_BYTES if max_bytes is None else max_bytes
-    path = os.fspath(path)
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
-        with opener(path, "rb") as stream:
-            header = stream.read(4)
-            if (
-                len(header) < 4
-                or header[:2] != b"\x00\x00"
-                or header[2] not in _IDX_DTYPES
-            ):
-                raise ValueError(
-                    f"{path!r} is not an IDX file: its header is {header!r}, "
-                    f"expected two zero bytes, a type code in "
-                    f"{sorted(hex(code) for code in _IDX_DTYPES)} and the rank."
-                )
-            dtype, rank = _IDX_DTYPES[header[2]], header[3]
-            sizes = stream.read(4 * rank)
-            if len(sizes) < 4 * rank:
-                raise ValueError(
-                    f"{path!r} is truncated: its header announces {rank} dimensions "
-                    f"but holds {len(sizes) // 4}."
-                )
-            shape = tuple(int(size) for size in np.frombuffer(sizes, ">u4"))
-            expected = (
-                math.prod(shape) * dtype.itemsize
-            )  # Python ints: no overflow
-            if expected > max_bytes:
-                raise ValueError(
-                    f"{path!r} announces shape {shape} ({expected} bytes of data), "
-                    f"more than kmix reads from one IDX file ({max_bytes} bytes, "
-                    "kmix.data.sources.MAX_IDX_BYTES): it is corrupt, or too large "
-                    "to load into memory; split it or pass max_bytes=."
-                )
-            content = stream.read(
-                expected + 1
-            )  # one more byte shows trailing data
-    except (OSError, EOFError, zlib.error) as error:
-        # gzip.BadGzipFile is an OSError.
-        raise ValueError(
-            f"Cannot read the IDX file {path!r}: {type(error).__name__}: {error}. "
-            + (
-                "A .gz file must be gzip-compressed and complete; "
-                if path.endswith(".gz")
-                else ""
-            )
-            + "download or copy it again (Debian: apt-get install --reinstall "
-            "dataset-fashion-mnist)."
-        ) from error
-    if len(content) != expected:
-        raise ValueError(
-            f"{path!r} is truncated or corrupt: its header announces shape "
-            f"{shape} ({expected} bytes of data), the file holds "
-            f"{'more' if len(content) > expected else len(content)}."
-        )
-    array = np.frombuffer(content, dtype).reshape(shape)
-    return array.astype(dtype.newbyteorder("="), copy=False)
 
 
 def from_idx_dir(path, class_names=None, name=None):
