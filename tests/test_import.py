@@ -16,13 +16,15 @@ HARNESS = (
     "keras_tuner",
 )
 
-# Makes `matplotlib` and `keras_tuner` impossible to import, as if not installed.
-_BLOCK = """
+
+def _blocking(*packages):
+    """Code that makes `packages` impossible to import, as if not installed."""
+    return f"""
 import sys
 class _Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("matplotlib", "keras_tuner"):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        if name.split(".")[0] in {packages!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
         return None
 sys.meta_path.insert(0, _Block())
 """
@@ -61,7 +63,7 @@ def test_import_kmix_loads_no_harness_tuner_or_extra_matplotlib():
 
 def test_kmix_layers_work_without_matplotlib_and_keras_tuner():
     found = _python(
-        _BLOCK + "import json\n"
+        _blocking("matplotlib", "keras_tuner") + "import json\n"
         "import numpy as np\n"
         "import kmix\n"
         "layer = kmix.MajorMix(strength=1.0, seed=1)\n"
@@ -130,21 +132,10 @@ DATA_NAMES = (
     "verify_images",
 )
 
-# A `tensorflow` that cannot be imported, as on a machine without it.
-_NO_TENSORFLOW = """
-import sys
-class _NoTensorFlow:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "tensorflow":
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-        return None
-sys.meta_path.insert(0, _NoTensorFlow())
-"""
-
 
 def test_kmix_data_numpy_modules_work_without_tensorflow(tmp_path):
     found = _python(
-        _NO_TENSORFLOW + "import gzip, json, os\n"
+        _blocking("tensorflow") + "import gzip, json, os\n"
         "os.environ['KERAS_BACKEND'] = 'jax'\n"
         "import numpy as np\n"
         "from kmix.data.idx_files import read_idx\n"
