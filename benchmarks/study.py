@@ -2,6 +2,7 @@ r"""The method study: every method at a converged budget, chosen on validation d
 
     .venv/bin/python benchmarks/study.py run                  # train what is missing
     .venv/bin/python benchmarks/study.py run --phases=1 --max_runs=4
+    .venv/bin/python benchmarks/study.py run --cells=exp100   # one driver per cell
     .venv/bin/python benchmarks/study.py report               # tables and figures
     .venv/bin/python benchmarks/study.py recipes              # report, then the recipes
 
@@ -203,19 +204,25 @@ flags.DEFINE_string(
 flags.DEFINE_list(
     "phases", [str(p) for p in PHASES], "Phases of the plan to run, in order."
 )
+flags.DEFINE_list(
+    "cells",
+    list(CELLS),
+    "Train only the runs of these cells (two drivers given different cells "
+    "can share a machine and a records directory).",
+)
 flags.DEFINE_integer("max_runs", None, "Stop after training this many runs.")
 flags.DEFINE_string(
     "machine", platform.node(), "Name of this machine, stored in each record."
 )
 
 
-def plan(phases):
-    """The (cell, method, seed) runs of `phases`, in order, without repeats."""
+def plan(phases, only_cells=tuple(CELLS)):
+    """The (cell, method, seed) runs of `phases` in `only_cells`, in order, without repeats."""
     jobs = []
     for phase in phases:
         cells, methods, seeds = PHASES[int(phase)]
         for seed in seeds:
-            for cell in cells:
+            for cell in (c for c in cells if c in only_cells):
                 for method in methods:
                     if (cell, method, seed) not in jobs:
                         jobs.append((cell, method, seed))
@@ -299,7 +306,7 @@ def write_json(path, value):
 
 
 def run_plan():
-    jobs = plan(FLAGS.phases)
+    jobs = plan(FLAGS.phases, FLAGS.cells)
     todo = [job for job in jobs if not os.path.exists(record_path(*job))]
     print(
         f"study: {len(jobs) - len(todo)} of {len(jobs)} runs have records; "
@@ -367,6 +374,11 @@ def main(argv):
     if unknown:
         raise app.UsageError(
             f"--phases must list phases from {list(PHASES)}; got {FLAGS.phases!r}."
+        )
+    unknown = [c for c in FLAGS.cells if c not in CELLS]
+    if unknown:
+        raise app.UsageError(
+            f"--cells must list cells from {list(CELLS)}; got {FLAGS.cells!r}."
         )
     if argv[1] == "run":
         run_plan()
