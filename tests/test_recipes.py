@@ -25,6 +25,7 @@ METHOD_FLAGS = {
     "distribution",
     "alpha",
     "frequency_gamma",
+    "mix_partners",
     "mix_schedule",
     "mix_stop_fraction",
     "mix_final_strength",
