@@ -140,6 +140,11 @@ METHODS = {
         "majormix",
         _MIX + ["--frequency_gamma=0.5"],
     ),
+    "mm_graded2": (
+        "MajorMix, frequency-graded (gamma 2)",
+        "majormix",
+        _MIX + ["--frequency_gamma=2"],
+    ),
     "mm_partners": (
         "MajorMix, partners of major classes only",
         "majormix",
@@ -176,7 +181,9 @@ ABLATIONS = {
         "mm_s100",
         "mm_beta",
     ],
-    "exp100": ["mm_t02", "mm_graded05"],
+    # Gamma either side of 1: at gamma 1 the medium classes are mixed often
+    # enough to fit late (phase 1), gamma 2 mixes them less, 0.5 more.
+    "exp100": ["mm_t02", "mm_graded05", "mm_graded2"],
 }
 # The plan's phases, run in this order: (cells, methods, seeds).
 PHASES = {
