@@ -8,8 +8,13 @@
 # both put there first on a machine with PyPI and Debian's
 # dataset-fashion-mnist, and carried along (both are git-ignored):
 #
-#     bash benchmarks/gpu_checks.sh prepare   # here: wheels and data
-#     bash benchmarks/gpu_checks.sh           # there
+#     bash benchmarks/gpu_checks.sh prepare   # here: wheels, data, study indices
+#     bash benchmarks/gpu_checks.sh           # there: the measurements below
+#     bash benchmarks/gpu_checks.sh study     # there: the seed study, instead
+#
+# `prepare` also writes .gpu_data/study_step100_indices.npz, the step-100
+# selection of the method study's seeds 0-23 (benchmarks/gpu_study.py
+# prepare, which needs TensorFlow, hence here).
 #
 # Measurements, most important first, each under `timeout` and within one
 # budget (GPU_CHECKS_BUDGET_S, default 330 s, from the start of the script),
@@ -28,9 +33,18 @@
 #
 # gpu_checks.log holds everything printed, and ends with each exit status.
 #
+# `study`, a separate call: benchmarks/gpu_study.py run, seeds 0-23 of CE,
+# CE + MajorMix, the tuned MajorMix, MajorMix decaying, logit adjustment at
+# the study's step-100 budget (60 epochs), 6 worker processes on the one
+# GPU, within GPU_STUDY_BUDGET_S (default 330 s, from the start of the
+# script; no job starts that would not end in it). $OUT gets
+# gpu_study_<worker>.jsonl (one JSON line per finished run, written as each
+# ends) and gpu_study.log; `python benchmarks/gpu_study.py report
+# --in_dir=<them>` makes the tables here.
+#
 # Local test (CPU, tiny sizes, no pip):
 #     GPU_CHECKS_QUICK=1 GPU_CHECKS_NO_INSTALL=1 PYTHON=.venv/bin/python \
-#         OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh
+#         OUT=/tmp/gpu_out bash benchmarks/gpu_checks.sh [study]
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 export TF_CPP_MIN_LOG_LEVEL=2
@@ -109,7 +123,37 @@ prepare() {
   "${download[@]}" -d .whl/fallback typing_extensions
   mkdir -p "$DATA_DIR"
   cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$DATA_DIR"/
-  du -sh .whl "$DATA_DIR"
+  "$PY" benchmarks/gpu_study.py prepare --seeds=0-23 --data_dir="$DATA_DIR"
+  du -sh .whl "$DATA_DIR" .gpu_data/study_step100_indices.npz
+}
+
+# The seed study (benchmarks/gpu_study.py run), within GPU_STUDY_BUDGET_S.
+study() {
+  local budget="${GPU_STUDY_BUDGET_S:-330}" args rc=0
+  if [[ "${GPU_CHECKS_QUICK:-0}" == 1 ]]; then
+    args=(--seeds=0-1 --methods=ce,mm_decay --workers=2 --epochs=2)
+  else
+    args=(--seeds=0-23 --methods=ce,mm,mm_tuned,mm_decay,la
+      --workers="${GPU_STUDY_WORKERS:-6}")
+  fi
+  echo "gpu_checks.sh study: $(date -u +%FT%TZ), budget ${budget} s, quick=${GPU_CHECKS_QUICK:-0}"
+  install_wheels
+  nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not available"
+  # gpu_study.py stops starting jobs at its deadline, stops training
+  # --grace_s later and kills its workers 30 s after that: all within the
+  # budget, with `timeout` as the last guard.
+  local left=$((budget - (SECONDS - T0)))
+  local deadline=$((left - 40))
+  if ((deadline < 30)); then
+    echo "=== study: skipped, ${left} s of the budget left"
+    return 1
+  fi
+  echo "=== study (deadline ${deadline} s): gpu_study.py run ${args[*]}"
+  timeout -k 10 "$((left + 5))" "$PY" benchmarks/gpu_study.py run "${args[@]}" \
+    --out_dir="$OUT" --data_dir="$DATA_DIR" --deadline_s="$deadline" \
+    --grace_s=10 || rc=$?
+  echo "=== study: exit status $rc after $((SECONDS - T0)) s"
+  return "$rc"
 }
 
 main() {
@@ -151,9 +195,19 @@ EOF
   printf '%s\n' "${STATUS[@]}"
 }
 
-if [[ "${1:-}" == prepare ]]; then
-  PY="${PYTHON:-.venv/bin/python}"
-  prepare
-  exit
-fi
-main 2>&1 | tee "$OUT/gpu_checks.log"
+case "${1:-}" in
+  prepare)
+    PY="${PYTHON:-.venv/bin/python}"
+    prepare
+    ;;
+  study)
+    study 2>&1 | tee "$OUT/gpu_study.log"
+    ;;
+  "")
+    main 2>&1 | tee "$OUT/gpu_checks.log"
+    ;;
+  *)
+    echo "usage: bash benchmarks/gpu_checks.sh [prepare|study]" >&2
+    exit 2
+    ;;
+esac
