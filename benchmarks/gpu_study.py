@@ -64,7 +64,6 @@ DATA_DIRS = (
     os.path.join(REPO, ".gpu_data", "fashion-mnist"),
     "/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist
 )
-INDICES = os.path.join(REPO, ".gpu_data", "study_step100_indices.npz")
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -72,9 +71,9 @@ IDX_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 NUM_CLASSES = 10
-# The study's data flags (study_fashion_mnist.cfg, cell step100), as
-# `kmix.data.load` takes them; minor_fraction, class_order and
-# train_fraction keep their defaults.
+# The study's data flags (study_fashion_mnist.cfg, cell step100; --imbalance_ratio
+# picks another step cell), as `kmix.data.load` takes them; minor_fraction,
+# class_order and train_fraction keep their defaults.
 SELECTION = {
     "profile": "step",
     "imbalance_ratio": 100.0,
@@ -104,6 +103,11 @@ METHODS = {
         "label": "MajorMix, strength decaying linearly to 0",
         **_MIX,
         "decay": True,
+    },
+    "mm_graded": {
+        "label": "MajorMix, frequency-graded (gamma 1)",
+        **_MIX,
+        "frequency_gamma": 1.0,
     },
     "mm_tuned": {
         "label": "MajorMix tuned (strength 0.35, stage2)",
@@ -191,7 +195,16 @@ def define_flags():
         None,
         f"Folder of the Fashion-MNIST IDX files; default: the first of {DATA_DIRS} that exists.",
     )
-    flags.DEFINE_string("indices", INDICES, "The .npz of `prepare`.")
+    flags.DEFINE_float(
+        "imbalance_ratio",
+        SELECTION["imbalance_ratio"],
+        "prepare: the step cell (100: step-100, 10: step-10).",
+    )
+    flags.DEFINE_string(
+        "indices",
+        None,
+        "The .npz of `prepare`; default .gpu_data/study_step<ratio>_indices.npz.",
+    )
     flags.DEFINE_string(
         "in_dir", None, "report: folder of the gpu_study_*.jsonl files."
     )
@@ -270,7 +283,14 @@ def labels_digest(labels):
 # ----------------------------------------------------------------- prepare
 
 
-def prepare(seeds, data_dir, path):
+def indices_path(imbalance_ratio):
+    """Where `prepare` writes the selection of the step cell of `imbalance_ratio`."""
+    return os.path.join(
+        REPO, ".gpu_data", f"study_step{imbalance_ratio:g}_indices.npz"
+    )
+
+
+def prepare(seeds, data_dir, path, selection):
     """Writes each seed's study selection (indices and counts) to `path`."""
     import numpy as np
 
@@ -285,14 +305,14 @@ def prepare(seeds, data_dir, path):
         _, train, validation = select_training_images(
             labels,
             names,
-            SELECTION["profile"],
-            SELECTION["imbalance_ratio"],
-            SELECTION["minor_fraction"],
-            SELECTION["class_order"],
+            selection["profile"],
+            selection["imbalance_ratio"],
+            selection["minor_fraction"],
+            selection["class_order"],
             seed,
-            SELECTION["validation"],
-            SELECTION["train_fraction"],
-            SELECTION["max_per_class"],
+            selection["validation"],
+            selection["train_fraction"],
+            selection["max_per_class"],
         )
         arrays[f"train_{seed}"] = np.asarray(train, "int32")
         arrays[f"validation_{seed}"] = np.asarray(validation, "int32")
@@ -300,13 +320,13 @@ def prepare(seeds, data_dir, path):
             labels[train], minlength=NUM_CLASSES
         )
     meta = {
-        "selection": SELECTION,
+        "selection": selection,
         "data_dir": data_dir,
         "train_labels_sha256": labels_digest(labels),
         "num_train_images": len(labels),
     }
     arrays["meta"] = np.asarray(json.dumps(meta))
-    check_against_load(seeds[0], arrays)
+    check_against_load(seeds[0], arrays, selection)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     np.savez_compressed(path, **arrays)
     size = os.path.getsize(path)
@@ -318,7 +338,7 @@ def prepare(seeds, data_dir, path):
     )
 
 
-def check_against_load(seed, arrays):
+def check_against_load(seed, arrays, selection):
     """Prints and compares seed's counts and indices with `kmix.data.load`'s."""
     import numpy as np
 
@@ -329,7 +349,7 @@ def check_against_load(seed, arrays):
         seed=seed,
         augment="none",
         verbose=0,
-        **SELECTION,
+        **selection,
     )
     ours = arrays[f"counts_{seed}"].tolist()
     print(
@@ -456,6 +476,7 @@ def load_run_data(data_dir, indices_path, seeds):
         return images[..., None].astype("float32") / np.float32(255.0)
 
     return {
+        "imbalance_ratio": meta["selection"]["imbalance_ratio"],
         "train_images": arrays["train_images"],
         "labels": labels,
         "x_test": scaled(arrays["test_images"]),
@@ -483,7 +504,7 @@ def build_model(method, class_counts, seed):
         mix_prob=1.0,
         distribution="uniform",
         alpha=1.0,
-        frequency_gamma=None,
+        frequency_gamma=settings.get("frequency_gamma"),
         partners="any",
         seed=seed,
     )
@@ -589,6 +610,7 @@ def train_one(seed, method, data, epochs, hard_stop_at):
     return {
         "seed": seed,
         "method": method,
+        "imbalance_ratio": data["imbalance_ratio"],
         "complete": len(losses) == epochs,
         "epochs": epochs,
         "epochs_done": len(losses),
@@ -840,7 +862,15 @@ def report(by_method, skipped=0):
         {r.get("epochs") for recs in by_method.values() for r in recs.values()},
         key=str,
     )
+    ratios = sorted(
+        {
+            r.get("imbalance_ratio", 100.0)
+            for recs in by_method.values()
+            for r in recs.values()
+        }
+    )
     return {
+        "imbalance_ratios": ratios,
         "epochs": epochs,
         "methods": methods,
         "paired": differences,
@@ -859,7 +889,8 @@ def _pct(stats):
 def markdown(result):
     """The report as markdown tables (percent)."""
     lines = [
-        "Step-100 Fashion-MNIST at the study's budget "
+        f"Step-{'/'.join(f'{r:g}' for r in result['imbalance_ratios'])} "
+        "Fashion-MNIST at the study's budget "
         f"({'/'.join(map(str, result['epochs']))} epochs) on "
         f"{', '.join(result['devices'])}; mean ± std over seeds, in %.",
         "",
@@ -956,8 +987,16 @@ def main(argv):
         data_dir = find_data_dir(FLAGS.data_dir)
     except FileNotFoundError as error:
         raise app.UsageError(str(error)) from error
+    indices = FLAGS.indices = FLAGS.indices or indices_path(
+        FLAGS.imbalance_ratio
+    )
     if command == "prepare":
-        prepare(seeds, data_dir, FLAGS.indices)
+        if FLAGS.imbalance_ratio < 1:
+            raise app.UsageError(
+                f"--imbalance_ratio must be >= 1. Received: {FLAGS.imbalance_ratio}."
+            )
+        selection = dict(SELECTION, imbalance_ratio=FLAGS.imbalance_ratio)
+        prepare(seeds, data_dir, indices, selection)
         return 0
     unknown = set(FLAGS.methods) - set(METHODS)
     if not FLAGS.methods or unknown:
