@@ -147,8 +147,9 @@ def load_step_data(data_dir, imbalance_ratio, max_per_class=None, seed=0):
     }
 
 
-def epoch_timer():
-    """A Keras callback whose `seconds` lists the time of each epoch."""
+def epoch_timer(stop_at=None):
+    """A Keras callback whose `seconds` lists the time of each epoch; with
+    `stop_at` (a `time.time()`), it stops `fit` after the first epoch past it."""
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
@@ -161,6 +162,8 @@ def epoch_timer():
 
         def on_epoch_end(self, epoch, logs=None):
             self.seconds.append(time.perf_counter() - self.start)
+            if stop_at is not None and time.time() > stop_at:
+                self.model.stop_training = True
 
     return EpochTimer()
 

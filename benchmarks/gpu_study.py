@@ -562,7 +562,9 @@ def train_one(seed, method, data, epochs, hard_stop_at):
         loss=loss,
         jit_compile=True,
     )
-    timer = hard_stop(hard_stop_at)
+    from gpu_step100 import epoch_timer  # a sibling script
+
+    timer = epoch_timer(hard_stop_at)
     callbacks = [timer]
     if METHODS[method].get("decay"):
         callbacks.append(
@@ -633,27 +635,6 @@ def train_one(seed, method, data, epochs, hard_stop_at):
         "fit_s": round(fit_s, 2),
         "wall_s": round(time.perf_counter() - start, 2),
     }
-
-
-def hard_stop(stop_at):
-    """A callback that times the epochs (its `seconds`) and stops `fit` after
-    the first epoch past `stop_at` (time.time())."""
-    import keras
-
-    class HardStop(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self.start)
-            if stop_at is not None and time.time() > stop_at:
-                self.model.stop_training = True
-
-    return HardStop()
 
 
 def worker_main(
