@@ -12,9 +12,9 @@
 #     bash benchmarks/gpu_checks.sh           # there: the measurements below
 #     bash benchmarks/gpu_checks.sh study     # there: the seed study, instead
 #
-# `prepare` also writes .gpu_data/study_step{100,10}_indices.npz, the
-# step-100 and step-10 selections of the method study's seeds 0-23
-# (benchmarks/gpu_study.py prepare, which needs TensorFlow, hence here).
+# `prepare` also writes .gpu_data/study_{step100,step10,exp100}_indices.npz,
+# the step-100, step-10 and exp-100 selections of the method study's seeds
+# 0-23 (benchmarks/gpu_study.py prepare, which needs TensorFlow, hence here).
 #
 # Measurements, most important first, each under `timeout` and within one
 # budget (GPU_CHECKS_BUDGET_S, default 330 s, from the start of the script),
@@ -35,8 +35,9 @@
 #
 # `study`, a separate call: benchmarks/gpu_study.py run, seeds 0-23 of CE,
 # CE + MajorMix, the tuned MajorMix, MajorMix decaying, logit adjustment at
-# the study's step-100 budget (60 epochs; GPU_STUDY_RATIO=10 for step-10,
-# GPU_STUDY_METHODS=ce,mm,... for other methods), 6 worker processes on the one
+# the study's step-100 budget (60 epochs; GPU_STUDY_PROFILE=exp for exp-100,
+# GPU_STUDY_RATIO=10 for step-10, GPU_STUDY_METHODS=ce,ldam_drw,mm_graded,...
+# for other methods of gpu_study.py's METHODS), 6 worker processes on the one
 # GPU, within GPU_STUDY_BUDGET_S (default 330 s, from the start of the
 # script; no job starts that would not end in it). $OUT gets
 # gpu_study_<worker>.jsonl (one JSON line per finished run, written as each
@@ -124,11 +125,11 @@ prepare() {
   "${download[@]}" -d .whl/fallback typing_extensions
   mkdir -p "$DATA_DIR"
   cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$DATA_DIR"/
-  for ratio in 100 10; do
+  for cell in step:100 step:10 exp:100; do
     "$PY" benchmarks/gpu_study.py prepare --seeds=0-23 --data_dir="$DATA_DIR" \
-      --imbalance_ratio="$ratio"
+      --profile="${cell%%:*}" --imbalance_ratio="${cell##*:}"
   done
-  du -sh .whl "$DATA_DIR" .gpu_data/study_step*_indices.npz
+  du -sh .whl "$DATA_DIR" .gpu_data/study_*_indices.npz
 }
 
 # The seed study (benchmarks/gpu_study.py run), within GPU_STUDY_BUDGET_S.
@@ -137,7 +138,8 @@ study() {
   if [[ "${GPU_CHECKS_QUICK:-0}" == 1 ]]; then
     args=(--seeds=0-1 --methods=ce,mm_decay --workers=2 --epochs=2)
   else
-    args=(--seeds=0-23 --imbalance_ratio="${GPU_STUDY_RATIO:-100}"
+    args=(--seeds=0-23 --profile="${GPU_STUDY_PROFILE:-step}"
+      --imbalance_ratio="${GPU_STUDY_RATIO:-100}"
       --methods="${GPU_STUDY_METHODS:-ce,mm,mm_tuned,mm_decay,la}"
       --workers="${GPU_STUDY_WORKERS:-6}")
   fi

@@ -1,4 +1,4 @@
-r"""Many seeds of the step-100 method study on a GPU machine without TensorFlow.
+r"""Many seeds of the method study's cells on a GPU machine without TensorFlow.
 
 The method study (`benchmarks/study.py`, `docs/results.md`) varies a lot from
 seed to seed on step-100 Fashion-MNIST, so a handful of CPU seeds cannot say
@@ -8,9 +8,10 @@ seeds of a few fixed methods at exactly that budget on the lent GPU machine
 is chosen from these runs; validation accuracy is recorded all the same.
 
     # here (TensorFlow present): the study's selection of every seed
-    python benchmarks/gpu_study.py prepare --seeds=0-23
+    python benchmarks/gpu_study.py prepare --seeds=0-23 \
+        [--profile=exp] [--imbalance_ratio=100]
     # there (bash benchmarks/gpu_checks.sh study runs this):
-    python benchmarks/gpu_study.py run --seeds=0-23 \
+    python benchmarks/gpu_study.py run --seeds=0-23 [--profile=exp] \
         --methods=ce,mm,mm_tuned,mm_decay,la --workers=6 --out_dir=$OUT
     # here: the tables of what came back
     python benchmarks/gpu_study.py report --in_dir=DIR \
@@ -18,11 +19,13 @@ is chosen from these runs; validation accuracy is recorded all the same.
 
 `prepare` computes each seed's training and validation images with kmix's
 own rule (`kmix.data.loader.select_training_images`, with the flags of
-`experiments/configs/study_fashion_mnist.cfg` and `--profile=step
---imbalance_ratio=100`; the seed of `--seeds=s` is the seed `kmix.data.load`
-gets) on the labels of the Fashion-MNIST IDX files, checks seed 0 against
-`kmix.data.load`, and writes the indices and counts to
-`.gpu_data/study_step100_indices.npz` (carried with the IDX files).
+`experiments/configs/study_fashion_mnist.cfg` and the cell's `--profile`
+(step or exp) and `--imbalance_ratio`, as study.py's CELLS; the seed of
+`--seeds=s` is the seed `kmix.data.load` gets) on the labels of the
+Fashion-MNIST IDX files, checks seed 0 against `kmix.data.load`, and writes
+the indices and counts to `.gpu_data/study_<profile><ratio>_indices.npz`
+(e.g. `study_step100_indices.npz`, `study_exp100_indices.npz`; carried with
+the IDX files). `run` reads the file of the same flags.
 
 `run` (no TensorFlow: only `kmix.data.idx_files` and the model side of
 kmix are imported) deals the jobs, seed-major (seed 0 with every method,
@@ -30,20 +33,26 @@ then seed 1, ...), round-robin to `--workers` subprocesses of itself. Each
 worker trains its jobs one after the other with kmix's public API, as
 `experiments/run.py` builds the study's runs: images scaled to float32 in
 [0, 1] (no augmentation), `kmix.models.small_cnn` at width 16 with weight
-decay 2e-4, `SGD(momentum=0.9)` under `kmix.schedules.WarmupStepDecay(0.1)`,
-batch 128, 60 epochs, `jit_compile=True`, `fit` on the NumPy arrays with
-shuffling. It appends one JSON line per finished run to
+decay 2e-4 (a cosine `normed` head under LDAM), `SGD(momentum=0.9)` under
+`kmix.schedules.WarmupStepDecay(0.1)`, batch 128, 60 epochs,
+`jit_compile=True`, `fit` on the NumPy arrays with shuffling; the method's
+loss (cross-entropy, `kmix.losses.LogitAdjustedLoss` or `LDAMLoss`), its
+`kmix.callbacks.MixSchedule` (linear decay, or a stop) and its deferred
+class-balanced re-weighting (`kmix.callbacks.DeferredReweighting`). It
+appends one JSON line per finished run to
 `gpu_study_<worker>.jsonl` in `--out_dir` (flushed at once, so a cut run
 keeps what finished) and prints one line per run. No job starts after
 `--deadline_s` (from the start of `run`), nor one that would not end by
 then at the pace of the worker's last job; training still going
 `--grace_s` after the deadline is stopped (recorded as incomplete), and
-workers still alive 30 s later are killed.
+workers still alive 30 s later are killed. Group accuracies use kmix's
+groups (`kmix.classes.class_groups`, as the study's metrics do): major and
+minor on a step cell, many, medium and few on an exp cell.
 
 `report` reads the JSON lines: per method the mean and standard deviation
-over seeds, then the paired differences against CE (and of the MajorMix
-variants against `mm`) over the seeds both have, with 95 % t confidence
-intervals.
+over seeds, then the paired differences against CE (and those of
+EXTRA_PAIRS: MajorMix variants against `mm`, the best recipes against
+LDAM-DRW, ...) over the seeds both have, with 95 % t confidence intervals.
 """
 
 import glob
@@ -58,22 +67,18 @@ import time
 
 from absl import app
 from absl import flags
+from gpu_step100 import DATA_DIRS  # a sibling script: the same data
+from gpu_step100 import IDX_FILES
+from gpu_step100 import epoch_timer
+from gpu_step100 import find_data_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA_DIRS = (
-    os.path.join(REPO, ".gpu_data", "fashion-mnist"),
-    "/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist
-)
-IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 NUM_CLASSES = 10
-# The study's data flags (study_fashion_mnist.cfg, cell step100; --imbalance_ratio
-# picks another step cell), as `kmix.data.load` takes them; minor_fraction,
-# class_order and train_fraction keep their defaults.
+# The study's cells' profiles (study.py's CELLS: step-100, step-10, exp-100, exp-10).
+PROFILES = ("step", "exp")
+# The study's data flags (study_fashion_mnist.cfg, cell step100; --profile and
+# --imbalance_ratio pick another cell), as `kmix.data.load` takes them;
+# minor_fraction, class_order and train_fraction keep their defaults.
 SELECTION = {
     "profile": "step",
     "imbalance_ratio": 100.0,
@@ -92,17 +97,53 @@ BUDGET = {
     "momentum": 0.9,
     "weight_decay": 2e-4,
 }
-# benchmarks/study.py's METHODS, as settings: mix_at, strength, major
-# threshold, loss, linear decay of the strength to 0 (MixSchedule).
+# run.py's defaults of the settings the methods leave alone
+# (kmix/experiment/config.py): LDAM's margin and scale, logit adjustment's
+# tau, class-balanced beta, the major threshold of the reported groups.
+LDAM_MAX_MARGIN = 0.5
+LDAM_SCALE = 30.0
+LA_TAU = 1.0
+CB_BETA = 0.9999
+MAJOR_THRESHOLD = 0.5
+# benchmarks/study.py's METHODS, as settings (run.py's flags): mix_at,
+# strength, major_threshold, frequency_gamma; "loss" (ce, la or ldam; ldam
+# takes the normed head); "mix_schedule" ("linear": strength to 0 over the
+# epochs, "stop": mixing off from round(stop_fraction * epochs)); "reweight"
+# ("cb": class-balanced weights, deferred to min(round(drw_fraction *
+# epochs), epochs - 1)).
 _MIX = {"mix_at": ["stage1"], "strength": 0.5, "major_threshold": 0.5}
+_DRW = {"reweight": "cb", "drw_fraction": 0.8}
 METHODS = {
     "ce": {"label": "CE"},
+    "ce_drw": {"label": "CE + DRW", **_DRW},
+    "ldam_drw": {"label": "LDAM-DRW", "loss": "ldam", **_DRW},
     "la": {"label": "logit adjusted", "loss": "la"},
     "mm": {"label": "CE + MajorMix", **_MIX},
+    "mm_stop50": {
+        "label": "MajorMix for the first 50 %, then CE",
+        **_MIX,
+        "mix_schedule": "stop",
+        "stop_fraction": 0.5,
+    },
     "mm_decay": {
         "label": "MajorMix, strength decaying linearly to 0",
         **_MIX,
-        "decay": True,
+        "mix_schedule": "linear",
+    },
+    "mm_then_drw": {
+        "label": "MajorMix for 80 %, then DRW",
+        **_MIX,
+        "mix_schedule": "stop",
+        "stop_fraction": 0.8,
+        **_DRW,
+    },
+    "ldam_drw_mm": {
+        "label": "LDAM-DRW + MajorMix off at DRW",
+        **_MIX,
+        "mix_schedule": "stop",
+        "stop_fraction": 0.8,
+        "loss": "ldam",
+        **_DRW,
     },
     "mm_graded": {
         "label": "MajorMix, frequency-graded (gamma 1)",
@@ -116,13 +157,26 @@ METHODS = {
         "major_threshold": 0.5,
     },
 }
-# Paired differences the report gives: (method, reference).
-EXTRA_PAIRS = (("mm_tuned", "mm"), ("mm_decay", "mm"))
-# Metrics of the paired differences: record key -> label.
-PAIRED_METRICS = {
-    "test_balanced_accuracy": "test balanced accuracy",
-    "test_minor_accuracy": "test minor accuracy",
-}
+# Paired differences the report gives beside each method's against CE:
+# (method, reference). The shipped recipes (mm_graded for step cells,
+# ldam_drw_mm for exp cells) and MajorMix-then-DRW against the re-weighting
+# baselines, the MajorMix variants against plain MajorMix.
+EXTRA_PAIRS = (
+    ("mm_graded", "ldam_drw"),
+    ("ldam_drw_mm", "ldam_drw"),
+    ("mm_then_drw", "ldam_drw"),
+    ("mm_then_drw", "ce_drw"),
+    ("mm_tuned", "mm"),
+    ("mm_decay", "mm"),
+    ("mm_stop50", "mm"),
+    ("mm_graded", "mm"),
+)
+# Metrics of the paired differences, record key -> label: balanced accuracy,
+# and (paired_metrics) that of each group but the first (kmix's groups:
+# minor on a step cell, medium and few on an exp cell).
+PAIRED_METRICS = {"test_balanced_accuracy": "test balanced accuracy"}
+# The groups of a record written before records named theirs (step cells).
+STEP_GROUPS = ("major", "minor")
 # Two-sided 95 % quantiles of Student's t, by degrees of freedom; beyond 30
 # the nearest smaller tabulated df is used (a slightly wider interval).
 T_975 = {
@@ -195,15 +249,21 @@ def define_flags():
         None,
         f"Folder of the Fashion-MNIST IDX files; default: the first of {DATA_DIRS} that exists.",
     )
+    flags.DEFINE_string(
+        "profile",
+        SELECTION["profile"],
+        f"The cell's imbalance profile, of {PROFILES} (prepare: the selection; "
+        "run: the default --indices).",
+    )
     flags.DEFINE_float(
         "imbalance_ratio",
         SELECTION["imbalance_ratio"],
-        "prepare: the step cell (100: step-100, 10: step-10).",
+        "The cell's imbalance ratio (100: step-100 or exp-100, 10: step-10 or exp-10).",
     )
     flags.DEFINE_string(
         "indices",
         None,
-        "The .npz of `prepare`; default .gpu_data/study_step<ratio>_indices.npz.",
+        "The .npz of `prepare`; default .gpu_data/study_<profile><ratio>_indices.npz.",
     )
     flags.DEFINE_string(
         "in_dir", None, "report: folder of the gpu_study_*.jsonl files."
@@ -242,16 +302,6 @@ def parse_seeds(text):
     return sorted(seeds)
 
 
-def find_data_dir(data_dir=None):
-    """The folder holding the IDX files; raises `FileNotFoundError`."""
-    for candidate in [data_dir] if data_dir else DATA_DIRS:
-        if os.path.isdir(candidate):
-            return candidate
-    raise FileNotFoundError(
-        f"No Fashion-MNIST IDX folder: {data_dir or DATA_DIRS} does not exist."
-    )
-
-
 def read_arrays(data_dir, keys=tuple(IDX_FILES)):
     """The IDX arrays of `keys` (uint8 images, labels) from `data_dir`."""
     from kmix.data.idx_files import read_idx
@@ -283,10 +333,13 @@ def labels_digest(labels):
 # ----------------------------------------------------------------- prepare
 
 
-def indices_path(imbalance_ratio):
-    """Where `prepare` writes the selection of the step cell of `imbalance_ratio`."""
+def indices_path(profile, imbalance_ratio):
+    """Where `prepare` writes the selection of the cell `profile`, `imbalance_ratio`.
+
+    `.gpu_data/study_<profile><ratio>_indices.npz`, e.g. `study_step100_indices.npz`.
+    """
     return os.path.join(
-        REPO, ".gpu_data", f"study_step{imbalance_ratio:g}_indices.npz"
+        REPO, ".gpu_data", f"study_{profile}{imbalance_ratio:g}_indices.npz"
     )
 
 
@@ -476,6 +529,7 @@ def load_run_data(data_dir, indices_path, seeds):
         return images[..., None].astype("float32") / np.float32(255.0)
 
     return {
+        "profile": meta["selection"].get("profile", "step"),
         "imbalance_ratio": meta["selection"]["imbalance_ratio"],
         "train_images": arrays["train_images"],
         "labels": labels,
@@ -484,6 +538,31 @@ def load_run_data(data_dir, indices_path, seeds):
         "selection": selection,
         "scaled": scaled,
     }
+
+
+def classifier_head(settings):
+    """`"normed"` (cosine logits) under LDAM, as run.py's `--classifier=auto`; else `"dense"`."""
+    return "normed" if settings.get("loss") == "ldam" else "dense"
+
+
+def drw_start_epoch(settings, epochs):
+    """The first (0-based) epoch of deferred re-weighting, or None (none).
+
+    run.py's `drw_start_at`: `min(round(drw_fraction * epochs), epochs - 1)`.
+    """
+    if settings.get("reweight") is None:
+        return None
+    return min(int(round(settings["drw_fraction"] * epochs)), epochs - 1)
+
+
+def mix_stop_epoch(settings, epochs):
+    """The first (0-based) epoch without mixing under `mix_schedule="stop"`, or None.
+
+    run.py's `mix_stop_at`: `round(stop_fraction * epochs)`.
+    """
+    if settings.get("mix_schedule") != "stop":
+        return None
+    return int(round(settings["stop_fraction"] * epochs))
 
 
 def build_model(method, class_counts, seed):
@@ -497,10 +576,10 @@ def build_model(method, class_counts, seed):
         class_counts=class_counts,
         mix_at=list(settings.get("mix_at", [])),
         weight_decay=BUDGET["weight_decay"],
-        classifier="dense",
+        classifier=classifier_head(settings),
         width=BUDGET["width"],
         strength=settings.get("strength", 0.5),
-        major_threshold=settings.get("major_threshold", 0.5),
+        major_threshold=settings.get("major_threshold", MAJOR_THRESHOLD),
         mix_prob=1.0,
         distribution="uniform",
         alpha=1.0,
@@ -510,8 +589,58 @@ def build_model(method, class_counts, seed):
     )
 
 
-def accuracies(labels, predictions, major):
-    """Balanced, major-group and minor-group accuracy, and per class."""
+def build_loss(method, class_counts):
+    """The training loss of `method`, as run.py's `build_loss`."""
+    import keras
+
+    import kmix
+
+    loss = METHODS[method].get("loss", "ce")
+    if loss == "ldam":
+        return kmix.losses.LDAMLoss(
+            class_counts, max_margin=LDAM_MAX_MARGIN, scale=LDAM_SCALE
+        )
+    if loss == "la":
+        return kmix.losses.LogitAdjustedLoss(class_counts, tau=LA_TAU)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def method_callbacks(method, class_counts, epochs):
+    """The strength schedule and deferred re-weighting of `method`, as run.py's."""
+    import kmix
+
+    settings = METHODS[method]
+    result = []
+    schedule = settings.get("mix_schedule", "constant")
+    if settings.get("mix_at") and schedule != "constant":
+        result.append(
+            kmix.callbacks.MixSchedule(
+                schedule=schedule,
+                final_strength=0.0,
+                stop_epoch=mix_stop_epoch(settings, epochs),
+                decay_epochs=epochs
+                if schedule in ("linear", "cosine")
+                else None,
+            )
+        )
+    reweight = settings.get("reweight")
+    if reweight is not None:
+        if reweight != "cb":
+            raise ValueError(
+                f"METHODS[{method!r}]: reweight must be 'cb' (class-balanced). "
+                f"Received: {reweight!r}."
+            )
+        result.append(
+            kmix.callbacks.DeferredReweighting(
+                kmix.class_weights.class_balanced(class_counts, beta=CB_BETA),
+                drw_start_epoch(settings, epochs),
+            )
+        )
+    return result
+
+
+def accuracies(labels, predictions, groups):
+    """Balanced accuracy, per class, and per group of `groups` (name -> classes)."""
     import numpy as np
 
     per_class = [
@@ -519,14 +648,13 @@ def accuracies(labels, predictions, major):
         for c in range(NUM_CLASSES)
     ]
     per_class = np.asarray(per_class)
-    return {
+    result = {
         "balanced_accuracy": float(per_class.mean()),
-        "major_accuracy": float(per_class[major].mean()),
-        "minor_accuracy": float(per_class[~major].mean())
-        if (~major).any()
-        else None,
         "per_class_accuracy": [round(float(v), 6) for v in per_class],
     }
+    for name, members in groups.items():
+        result[f"{name}_accuracy"] = float(per_class[members].mean())
+    return result
 
 
 def train_one(seed, method, data, epochs, hard_stop_at):
@@ -547,10 +675,7 @@ def train_one(seed, method, data, epochs, hard_stop_at):
     model = build_model(method, counts, seed)
     batch_size = BUDGET["batch_size"]
     steps_per_epoch = math.ceil(len(y_train) / batch_size)
-    if METHODS[method].get("loss") == "la":
-        loss = kmix.losses.LogitAdjustedLoss(counts, tau=1.0)
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    settings = METHODS[method]
     # No metrics: they do not change training, and cost time every step.
     model.compile(
         optimizer=keras.optimizers.SGD(
@@ -559,19 +684,11 @@ def train_one(seed, method, data, epochs, hard_stop_at):
             ),
             momentum=BUDGET["momentum"],
         ),
-        loss=loss,
+        loss=build_loss(method, counts),
         jit_compile=True,
     )
-    from gpu_step100 import epoch_timer  # a sibling script
-
     timer = epoch_timer(hard_stop_at)
-    callbacks = [timer]
-    if METHODS[method].get("decay"):
-        callbacks.append(
-            kmix.callbacks.MixSchedule(
-                schedule="linear", final_strength=0.0, decay_epochs=epochs
-            )
-        )
+    callbacks = [timer, *method_callbacks(method, counts, epochs)]
     history = model.fit(
         x_train,
         y_train,
@@ -599,42 +716,61 @@ def train_one(seed, method, data, epochs, hard_stop_at):
         model.predict(evaluated, batch_size=eval_batch, verbose=0), axis=-1
     )
     n_test, n_validation = len(data["y_test"]), len(y_validation)
-    major = np.asarray(counts) >= 0.5 * max(counts)
-    test = accuracies(data["y_test"], predicted[:n_test], major)
-    validation = accuracies(
-        y_validation, predicted[n_test : n_test + n_validation], major
+    # The groups the study's metrics report (run.py's evaluate, through
+    # GroupAccuracy.from_class_counts): major/minor on a step cell,
+    # many/medium/few on an exp cell.
+    groups = kmix.classes.class_groups(
+        counts,
+        major_threshold=settings.get("major_threshold", MAJOR_THRESHOLD),
     )
-    train_clean = accuracies(
-        y_train.astype("int64"),
-        predicted[n_test + n_validation : n_test + n_validation + len(y_train)],
-        major,
-    )
-    return {
+    splits = {
+        "test": (data["y_test"], predicted[:n_test]),
+        "validation": (
+            y_validation,
+            predicted[n_test : n_test + n_validation],
+        ),
+        "train_clean": (
+            y_train.astype("int64"),
+            predicted[
+                n_test + n_validation : n_test + n_validation + len(y_train)
+            ],
+        ),
+    }
+    record = {
         "seed": seed,
         "method": method,
+        "profile": data.get("profile", "step"),
         "imbalance_ratio": data["imbalance_ratio"],
         "complete": len(losses) == epochs,
         "epochs": epochs,
         "epochs_done": len(losses),
-        "test_balanced_accuracy": test["balanced_accuracy"],
-        "test_major_accuracy": test["major_accuracy"],
-        "test_minor_accuracy": test["minor_accuracy"],
-        "test_per_class_accuracy": test["per_class_accuracy"],
-        "validation_balanced_accuracy": validation["balanced_accuracy"],
-        "validation_major_accuracy": validation["major_accuracy"],
-        "validation_minor_accuracy": validation["minor_accuracy"],
-        "train_clean_balanced_accuracy": train_clean["balanced_accuracy"],
-        "train_clean_major_accuracy": train_clean["major_accuracy"],
-        "train_clean_minor_accuracy": train_clean["minor_accuracy"],
-        "final_train_loss": float(losses[-1]) if losses else None,
-        "class_counts": [int(c) for c in counts],
-        "first_epoch_s": round(timer.seconds[0], 3) if timer.seconds else None,
-        "median_epoch_s": round(float(np.median(timer.seconds[1:])), 4)
-        if len(timer.seconds) > 1
-        else None,
-        "fit_s": round(fit_s, 2),
-        "wall_s": round(time.perf_counter() - start, 2),
+        "groups": groups,
+        "classifier": classifier_head(settings),
+        "mix_stop_epoch": mix_stop_epoch(settings, epochs),
+        "drw_start_epoch": drw_start_epoch(settings, epochs),
     }
+    for split, (labels, predictions) in splits.items():
+        values = accuracies(labels, predictions, groups)
+        record[f"{split}_balanced_accuracy"] = values["balanced_accuracy"]
+        for name in groups:
+            record[f"{split}_{name}_accuracy"] = values[f"{name}_accuracy"]
+        if split == "test":
+            record["test_per_class_accuracy"] = values["per_class_accuracy"]
+    record.update(
+        {
+            "final_train_loss": float(losses[-1]) if losses else None,
+            "class_counts": [int(c) for c in counts],
+            "first_epoch_s": round(timer.seconds[0], 3)
+            if timer.seconds
+            else None,
+            "median_epoch_s": round(float(np.median(timer.seconds[1:])), 4)
+            if len(timer.seconds) > 1
+            else None,
+            "fit_s": round(fit_s, 2),
+            "wall_s": round(time.perf_counter() - start, 2),
+        }
+    )
+    return record
 
 
 def worker_main(
@@ -697,16 +833,34 @@ def worker_main(
 
 def run_line(worker, record):
     """The one line printed per finished run."""
+    groups = record_groups(record)
+    first, last = groups[0], groups[-1]
     line = (
-        f"[w{worker}] seed {record['seed']:2d} {record['method']:8s} "
+        f"[w{worker}] seed {record['seed']:2d} {record['method']:11s} "
         f"test bal {record['test_balanced_accuracy']:.4f} "
-        f"minor {_fmt(record['test_minor_accuracy'])} "
+        f"{last} {_fmt(record.get(f'test_{last}_accuracy'))} "
         f"val {record['validation_balanced_accuracy']:.4f} "
-        f"clean {record['train_clean_major_accuracy']:.3f}/"
-        f"{_fmt(record['train_clean_minor_accuracy'], 3)} "
+        f"clean {first}/{last} "
+        f"{_fmt(record.get(f'train_clean_{first}_accuracy'), 3)}/"
+        f"{_fmt(record.get(f'train_clean_{last}_accuracy'), 3)} "
         f"{record['wall_s']:.1f} s"
     )
     return line if record["complete"] else line + " INCOMPLETE"
+
+
+def record_groups(record):
+    """The names of a record's class groups, in kmix's order (older records: major, minor)."""
+    return list(record.get("groups") or STEP_GROUPS)
+
+
+def paired_metrics(groups):
+    """Record key -> label of the paired differences: balanced accuracy, then
+    the test accuracy of each group of `groups` but the first (the largest
+    classes), e.g. minor on a step cell, medium and few on an exp cell."""
+    return {
+        **PAIRED_METRICS,
+        **{f"test_{g}_accuracy": f"test {g} accuracy" for g in groups[1:]},
+    }
 
 
 def _fmt(value, digits=4):
@@ -806,13 +960,15 @@ def report(by_method, skipped=0):
     order = [m for m in METHODS if m in by_method] + sorted(
         m for m in by_method if m not in METHODS
     )
+    every = [r for recs in by_method.values() for r in recs.values()]
+    groups = []
+    for record in every:
+        groups += [g for g in record_groups(record) if g not in groups]
     keys = (
         "test_balanced_accuracy",
         "validation_balanced_accuracy",
-        "test_major_accuracy",
-        "test_minor_accuracy",
-        "train_clean_major_accuracy",
-        "train_clean_minor_accuracy",
+        *(f"test_{g}_accuracy" for g in groups),
+        *(f"train_clean_{g}_accuracy" for g in groups),
         "wall_s",
     )
     methods = {}
@@ -829,29 +985,24 @@ def report(by_method, skipped=0):
     pairs += [
         (m, r) for m, r in EXTRA_PAIRS if m in by_method and r in by_method
     ]
+    metrics = paired_metrics(groups)
     differences = [
-        paired(by_method, m, r, key) for key in PAIRED_METRICS for m, r in pairs
+        paired(by_method, m, r, key) for key in metrics for m, r in pairs
     ]
-    devices = sorted(
+    devices = sorted({r.get("device", "?") for r in every})
+    epochs = sorted({r.get("epochs") for r in every}, key=str)
+    ratios = sorted({r.get("imbalance_ratio", 100.0) for r in every})
+    cells = sorted(
         {
-            r.get("device", "?")
-            for recs in by_method.values()
-            for r in recs.values()
-        }
-    )
-    epochs = sorted(
-        {r.get("epochs") for recs in by_method.values() for r in recs.values()},
-        key=str,
-    )
-    ratios = sorted(
-        {
-            r.get("imbalance_ratio", 100.0)
-            for recs in by_method.values()
-            for r in recs.values()
+            f"{r.get('profile', 'step')}-{r.get('imbalance_ratio', 100.0):g}"
+            for r in every
         }
     )
     return {
+        "cells": cells,
         "imbalance_ratios": ratios,
+        "groups": groups,
+        "paired_metrics": metrics,
         "epochs": epochs,
         "methods": methods,
         "paired": differences,
@@ -869,15 +1020,23 @@ def _pct(stats):
 
 def markdown(result):
     """The report as markdown tables (percent)."""
+    groups = result["groups"]
+    header = [
+        "method",
+        "n",
+        "test balanced",
+        "validation balanced",
+        *(f"test {g}" for g in groups),
+        *(f"clean train {g}" for g in groups),
+        "s/run",
+    ]
     lines = [
-        f"Step-{'/'.join(f'{r:g}' for r in result['imbalance_ratios'])} "
-        "Fashion-MNIST at the study's budget "
+        f"Fashion-MNIST {'/'.join(result['cells'])} at the study's budget "
         f"({'/'.join(map(str, result['epochs']))} epochs) on "
         f"{', '.join(result['devices'])}; mean ± std over seeds, in %.",
         "",
-        "| method | n | test balanced | validation balanced | test minor "
-        "| clean train major | clean train minor | s/run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
     ]
     for method, stats in result["methods"].items():
         wall = stats["wall_s"]["mean"]
@@ -889,15 +1048,14 @@ def markdown(result):
                 for key in (
                     "test_balanced_accuracy",
                     "validation_balanced_accuracy",
-                    "test_minor_accuracy",
-                    "train_clean_major_accuracy",
-                    "train_clean_minor_accuracy",
+                    *(f"test_{g}_accuracy" for g in groups),
+                    *(f"train_clean_{g}_accuracy" for g in groups),
                 )
             ),
             "n/a" if wall is None else f"{wall:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    for key, label in PAIRED_METRICS.items():
+    for key, label in result["paired_metrics"].items():
         lines += [
             "",
             f"Paired differences of {label} over common seeds (points of %; "
@@ -938,6 +1096,25 @@ def markdown(result):
 # ------------------------------------------------------------------ main
 
 
+def check_profile(profile):
+    """Raises `ValueError` naming `--profile` unless it is one of PROFILES."""
+    if profile not in PROFILES:
+        raise ValueError(
+            f"--profile must be one of {list(PROFILES)} (the study's cells: "
+            f"step or exp). Received: --profile={profile!r}."
+        )
+
+
+def check_methods(methods):
+    """Raises `ValueError` naming `--methods` unless each is one of METHODS."""
+    unknown = [m for m in methods if m not in METHODS]
+    if not methods or unknown:
+        raise ValueError(
+            f"--methods must name some of {sorted(METHODS)}; unknown: "
+            f"{unknown or 'none given'}. Received: --methods={','.join(methods)!r}."
+        )
+
+
 def main(argv):
     if len(argv) != 2 or argv[1] not in COMMANDS:
         raise app.UsageError(
@@ -968,22 +1145,29 @@ def main(argv):
         data_dir = find_data_dir(FLAGS.data_dir)
     except FileNotFoundError as error:
         raise app.UsageError(str(error)) from error
+    try:
+        check_profile(FLAGS.profile)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
     indices = FLAGS.indices = FLAGS.indices or indices_path(
-        FLAGS.imbalance_ratio
+        FLAGS.profile, FLAGS.imbalance_ratio
     )
     if command == "prepare":
         if FLAGS.imbalance_ratio < 1:
             raise app.UsageError(
                 f"--imbalance_ratio must be >= 1. Received: {FLAGS.imbalance_ratio}."
             )
-        selection = dict(SELECTION, imbalance_ratio=FLAGS.imbalance_ratio)
+        selection = dict(
+            SELECTION,
+            profile=FLAGS.profile,
+            imbalance_ratio=FLAGS.imbalance_ratio,
+        )
         prepare(seeds, data_dir, indices, selection)
         return 0
-    unknown = set(FLAGS.methods) - set(METHODS)
-    if not FLAGS.methods or unknown:
-        raise app.UsageError(
-            f"--methods must name some of {sorted(METHODS)}. Received: {FLAGS.methods}."
-        )
+    try:
+        check_methods(FLAGS.methods)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
     if not 1 <= FLAGS.workers <= 6:
         raise app.UsageError(
             f"--workers must be 1 to 6. Received: {FLAGS.workers}."
@@ -995,6 +1179,13 @@ def main(argv):
     if not FLAGS.out_dir:
         raise app.UsageError(f"{command} needs --out_dir.")
     if command == "run":
+        if not os.path.isfile(indices):
+            raise app.UsageError(
+                f"--indices={indices!r} does not exist: run `gpu_study.py "
+                f"prepare --profile={FLAGS.profile} "
+                f"--imbalance_ratio={FLAGS.imbalance_ratio:g}` first (where "
+                "TensorFlow is), or name the file with --indices."
+            )
         return run(
             seeds,
             FLAGS.methods,

@@ -41,18 +41,14 @@ pytest_counts() {
     paste -sd, - | sed 's/,/, /g'
 }
 
-# run_pytest NAME LOG ARGS...: pytest, with exit code 5 (nothing collected)
-# counted as a failure.
+# run_pytest NAME LOG ARGS...: pytest through scripts/run_pytest.sh (exit code
+# 5, nothing collected, is a failure), its output also in LOG.
 run_pytest() {
   local name="$1" log="$2"
   shift 2
-  .venv/bin/python -m pytest -q "$@" 2>&1 | tee "${log}"
+  bash scripts/run_pytest.sh "${name}" "$@" 2>&1 | tee "${log}"
   local status="${PIPESTATUS[0]}"
-  if [ "${status}" -eq 5 ]; then
-    echo "test.sh: ${name}: pytest collected nothing; that is a failure for kmix." >&2
-    exit 1
-  elif [ "${status}" -ne 0 ]; then
-    echo "test.sh: ${name} failed (pytest exit code ${status})." >&2
+  if [ "${status}" -ne 0 ]; then
     exit "${status}"
   fi
 }

@@ -19,15 +19,7 @@ case "${1:-}" in
 esac
 for backend in "${backends[@]}"; do
   echo "test_backends.sh: tests/backends with KERAS_BACKEND=${backend}"
-  KERAS_BACKEND="${backend}" .venv/bin/python -m pytest -q -p no:cacheprovider \
-    tests/backends "$@"
-  status=$?
-  if [ "${status}" -eq 5 ]; then
-    echo "test_backends.sh: pytest collected no test on ${backend}; that is a failure for kmix." >&2
-    exit 1
-  elif [ "${status}" -ne 0 ]; then
-    echo "test_backends.sh: the tests failed on ${backend} (pytest exit code ${status})." >&2
-    exit "${status}"
-  fi
+  KERAS_BACKEND="${backend}" bash scripts/run_pytest.sh "tests/backends on ${backend}" \
+    -p no:cacheprovider tests/backends "$@" || exit $?
 done
 echo "test_backends.sh: tests/backends passed on ${backends[*]}."
