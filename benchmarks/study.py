@@ -2,7 +2,7 @@ r"""The method study: every method at a converged budget, chosen on validation d
 
     .venv/bin/python benchmarks/study.py run                  # train what is missing
     .venv/bin/python benchmarks/study.py run --phases=1 --max_runs=4
-    .venv/bin/python benchmarks/study.py run --cells=exp100   # one driver per cell
+    .venv/bin/python benchmarks/study.py run --cells=exp100   # only one cell
     .venv/bin/python benchmarks/study.py report               # tables and figures
     .venv/bin/python benchmarks/study.py recipes              # report, then the recipes
 
@@ -13,7 +13,9 @@ plan's phases, and writes each run's record as soon as it finishes: its
 `metrics.json` (test, validation and clean-training accuracy per class and
 group), its flags, its wall time, and (seed 0) its per-epoch curves. The
 records are small and committed, so a study stopped anywhere continues from
-any checkout; a killed run is simply trained again.
+any checkout; a killed run is simply trained again. Several drivers may
+share a machine, a `--runs_dir` and a `--records_dir` (one per core, say):
+each run is locked while a driver trains it, and the others skip it.
 
 `report` reads the records only (it trains nothing) and writes
 `results.md`, `results.json` and the figures into `--records_dir`. Every
@@ -32,6 +34,8 @@ plain cross-entropy over-fits: Fashion-MNIST with the largest class capped at
 5 x 500 + 5 x 5), no augmentation, the small CNN at width 16, 60 epochs.
 """
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -214,8 +218,7 @@ flags.DEFINE_list(
 flags.DEFINE_list(
     "cells",
     list(CELLS),
-    "Train only the runs of these cells (two drivers given different cells "
-    "can share a machine and a records directory).",
+    "Train only the runs of these cells.",
 )
 flags.DEFINE_integer("max_runs", None, "Stop after training this many runs.")
 flags.DEFINE_string(
@@ -250,6 +253,26 @@ def run_flags(cell, method, seed, output_dir):
         f"--output_dir={output_dir}",
         "--verbose=0",
     ]
+
+
+@contextlib.contextmanager
+def claimed(cell, method, seed):
+    """Yields whether this process holds the run's lock (else another driver trains it).
+
+    The lock is `fcntl.flock` on `<runs_dir>/<cell>/<method>/seed_<s>.lock`:
+    the system releases it when the driver ends, killed or not, so drivers
+    sharing a machine and a `--runs_dir` never train one run twice and leave
+    nothing stale behind.
+    """
+    path = os.path.join(FLAGS.runs_dir, cell, method, f"seed_{seed}.lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def train(cell, method, seed):
@@ -321,11 +344,17 @@ def run_plan():
         flush=True,
     )
     for count, job in enumerate(todo[: FLAGS.max_runs], start=1):
-        print(
-            f"study: [{count}/{len(todo)}] {' '.join(map(str, job))} ...",
-            flush=True,
-        )
-        record = train(*job)
+        name = " ".join(map(str, job))
+        with claimed(*job) as mine:
+            if not mine or os.path.exists(record_path(*job)):
+                print(
+                    f"study: [{count}/{len(todo)}] {name}: "
+                    f"{'being trained' if not mine else 'trained'} by another driver, skipped",
+                    flush=True,
+                )
+                continue
+            print(f"study: [{count}/{len(todo)}] {name} ...", flush=True)
+            record = train(*job)
         m = record["metrics"]
         print(
             f"study: {' '.join(map(str, job))}: test balanced {m['balanced_accuracy']:.4f}, "
