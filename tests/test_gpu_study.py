@@ -4,13 +4,13 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from helpers import REPO
+from helpers import run_python
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import gpu_study  # noqa: E402
@@ -162,13 +162,7 @@ def _study_methods():
         "import json, sys; sys.path.insert(0, 'benchmarks'); import study; "
         "print(json.dumps({k: v[2] for k, v in study.METHODS.items()}))"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    output = run_python(code)
     return json.loads(output)
 
 
@@ -407,16 +401,8 @@ def test_train_one_ldam_drw_mm_two_epochs_on_jax():
     """Two epochs of ldam_drw_mm on tiny synthetic data, on JAX in a subprocess."""
     pytest.importorskip("jax")
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, "-c", TINY_RUN],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (line,) = [x for x in done.stdout.splitlines() if x.startswith("RECORD ")]
+    output = run_python(TINY_RUN, env)
+    (line,) = [x for x in output.splitlines() if x.startswith("RECORD ")]
     record = json.loads(line.removeprefix("RECORD "))
     assert record["complete"] and record["epochs_done"] == 2
     assert record["classifier"] == "normed"

@@ -5,8 +5,9 @@ So do `kmix.data`'s names: its pure-numpy modules import no TensorFlow.
 
 import json
 import os
-import subprocess
 import sys
+
+from helpers import run_python
 
 HARNESS = (
     "kmix.experiment",
@@ -33,15 +34,7 @@ sys.meta_path.insert(0, _Block())
 def _python(code):
     """Runs `code` in a fresh interpreter; returns the JSON it prints last."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(run_python(code, env).strip().splitlines()[-1])
 
 
 def test_import_kmix_loads_no_harness_tuner_or_extra_matplotlib():

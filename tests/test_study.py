@@ -2,11 +2,10 @@
 
 import fcntl
 import os
-import subprocess
-import sys
 import textwrap
 
 from helpers import REPO
+from helpers import run_python
 
 BENCHMARKS = os.path.join(REPO, "benchmarks")
 
@@ -26,15 +25,7 @@ def _run_in_study(code, tmp_path):
                      "--records_dir={tmp_path / "records"}"])
         """
     ) + textwrap.dedent(code)
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_python(script)
 
 
 def test_a_claimed_run_is_skipped_by_another_driver_and_freed_after(tmp_path):
