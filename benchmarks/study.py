@@ -189,6 +189,16 @@ ABLATIONS = {
     # enough to fit late (phase 1), gamma 2 mixes them less, 0.5 more.
     "exp100": ["mm_t02", "mm_graded05", "mm_graded2"],
 }
+# Paired in the report with the method each changes one setting of (beside
+# CE, with which every MajorMix-based method is paired).
+REFERENCES = {
+    **{name: "mm" for name in ABLATIONS["step100"]},
+    "mm_t02": "mm",
+    "mm_graded05": "mm_graded",
+    "mm_graded2": "mm_graded",
+    "mm_partners": "mm",
+    "mm_tuned": "mm",
+}
 # The plan's phases, run in this order: (cells, methods, seeds).
 PHASES = {
     1: (["step100", "step10", "exp100"], KEY_METHODS, [0, 1, 2]),
@@ -422,7 +432,7 @@ def main(argv):
         from study_report import choose_shipped_recipes
         from study_report import report
 
-        results = report(FLAGS.records_dir, METHODS, CELLS)
+        results = report(FLAGS.records_dir, METHODS, CELLS, REFERENCES)
         if argv[1] == "recipes":
             write_recipes(choose_shipped_recipes(results, METHODS))
 

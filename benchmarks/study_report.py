@@ -175,7 +175,7 @@ def _pm(summary, key, scale=100.0):
     return f"{scale * summary['mean'][key]:.1f} ± {scale * summary['std'][key]:.1f}"
 
 
-def cell_section(cell, summaries, methods, recipe):
+def cell_section(cell, summaries, methods, recipe, references=None):
     """Markdown of one cell: convergence, the table of every method, the paired differences."""
     any_summary = next(iter(summaries.values()))
     groups = list(any_summary["groups"])
@@ -227,7 +227,9 @@ def cell_section(cell, summaries, methods, recipe):
         for name in order
         if methods[name][1] in ("majormix", "tuned")
     ]
-    pairs += [("mm_partners", "mm"), ("mm_tuned", "mm")]
+    pairs += [
+        (name, references[name]) for name in order if name in (references or {})
+    ]
     rows = []
     for a, b in dict.fromkeys(pairs):
         if a is None or b is None:
@@ -255,8 +257,14 @@ def cell_section(cell, summaries, methods, recipe):
     return "\n".join(lines)
 
 
-def report(records_dir, methods, cells):
-    """Writes results.md and results.json (and the figures) into `records_dir`."""
+def report(records_dir, methods, cells, references=None):
+    """Writes results.md and results.json (and the figures) into `records_dir`.
+
+    Each cell's table pairs every MajorMix-based method with CE, the chosen
+    recipe with the best baseline and LDAM-DRW, and each method of
+    `references` (name -> name) with its reference, e.g. an ablation with
+    the default it changes.
+    """
     records = load_records(records_dir)
     results, sections = {}, []
     for cell in [c for c in cells if c in records]:
@@ -265,7 +273,9 @@ def report(records_dir, methods, cells):
         }
         recipe = choose_recipe(summaries, methods)
         results[cell] = {"recipe": recipe, "methods": summaries}
-        sections.append(cell_section(cell, summaries, methods, recipe))
+        sections.append(
+            cell_section(cell, summaries, methods, recipe, references)
+        )
     total = sum(
         len(runs) for cell in records.values() for runs in cell.values()
     )

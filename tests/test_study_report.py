@@ -92,3 +92,25 @@ def test_paired_differences_use_the_seeds_both_methods_have():
     assert pair["mean"] == pytest.approx(0.025)
     assert pair["wins"] == 1
     assert study_report.paired(summaries, "mm", "la") is None
+
+
+def test_cell_section_pairs_each_method_with_ce_and_its_reference():
+    summaries = _summaries(
+        {
+            "ce": [(0.60, 0.6), (0.70, 0.7)],
+            "mm": [(0.65, 0.6), (0.70, 0.7)],
+            "mm_decay": [(0.70, 0.6), (0.80, 0.7)],
+            "la": [(0.70, 0.9), (0.70, 0.9)],  # the best baseline on validation
+        }
+    )
+    text = study_report.cell_section(
+        "step100", summaries, METHODS, None, references={"mm_decay": "mm"}
+    )
+    assert "| MajorMix decaying − CE | +10.0, +10.0 | +10.0 | 2/2 |" in text
+    assert (
+        "| MajorMix decaying − CE + MajorMix | +5.0, +10.0 | +7.5 | 2/2 |"
+        in text
+    )
+    assert "| CE + MajorMix − CE | +5.0, +0.0 | +2.5 | 1/2 |" in text
+    without = study_report.cell_section("step100", summaries, METHODS, None)
+    assert "MajorMix decaying − CE + MajorMix" not in without
