@@ -209,6 +209,9 @@ PHASES = {
     6: (["exp10"], KEY_METHODS, [0, 1, 2]),
     7: (["step100"], ["mm_tuned"], [0, 1, 2]),
     8: (["step100", "step10"], ["mm_partners"], [0, 1, 2]),
+    # The best step-100 ablations on validation (3 seeds: strength 0.75, the
+    # stem) on step-10 too, so they can be a step recipe or a default.
+    9: (["step10"], ["mm_s075", "mm_stem"], [0, 1, 2, 3, 4]),
 }
 
 FLAGS = flags.FLAGS
