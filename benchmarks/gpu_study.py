@@ -150,6 +150,12 @@ METHODS = {
         **_MIX,
         "frequency_gamma": 1.0,
     },
+    "mm_s075": {
+        "label": "MajorMix strength 0.75",
+        **_MIX,
+        "strength": 0.75,
+    },
+    "mm_stem": {"label": "MajorMix at stem", **_MIX, "mix_at": ["stem"]},
     "mm_tuned": {
         "label": "MajorMix tuned (strength 0.35, stage2)",
         "mix_at": ["stage2"],
@@ -170,6 +176,8 @@ EXTRA_PAIRS = (
     ("mm_decay", "mm"),
     ("mm_stop50", "mm"),
     ("mm_graded", "mm"),
+    ("mm_s075", "mm"),
+    ("mm_stem", "mm"),
 )
 # Metrics of the paired differences, record key -> label: balanced accuracy,
 # and (paired_metrics) that of each group but the first (kmix's groups:
