@@ -90,14 +90,21 @@ def choose_shipped_recipes(results, methods):
     """Per recipe kind, the MajorMix-based method to ship, chosen on validation.
 
     The method with the best validation balanced accuracy averaged over the
-    kind's cells (`RECIPE_CELLS`), among the methods with records in every
-    one of them. The choice is `"final"` once every candidate has
-    `MIN_SEEDS_TO_CHOOSE` seeds in every cell; until then it compares the
-    seeds each has and is provisional (`"seeds"`: the fewest any has).
+    kind's cells (`RECIPE_CELLS`) whose own recipe is chosen (every
+    MajorMix-based method there has `MIN_SEEDS_TO_CHOOSE` seeds), among the
+    methods with records in every one of them; a cell still under way
+    (`"pending"`) joins the choice once it is complete. With no cell
+    complete, the choice compares the seeds each method has in every cell
+    with records, and is provisional (`"final"` false; `"seeds"`: the
+    fewest any candidate has).
     """
     choices = {}
     for kind, wanted in RECIPE_CELLS.items():
-        cells = [cell for cell in wanted if cell in results]
+        present = [cell for cell in wanted if cell in results]
+        complete = [c for c in present if results[c]["recipe"] is not None]
+        cells = complete or present
+        if not cells:
+            continue
         candidates = {}
         for name, (_, family, _) in methods.items():
             if family != "majormix" or not all(
@@ -109,7 +116,7 @@ def choose_shipped_recipes(results, methods):
                 min(len(s["seeds"]) for s in summaries),
                 float(np.mean([s["mean"]["validation"] for s in summaries])),
             )
-        if not cells or not candidates:
+        if not candidates:
             continue
         seeds = min(count for count, _ in candidates.values())
         eligible = {name: value for name, (_, value) in candidates.items()}
@@ -120,6 +127,7 @@ def choose_shipped_recipes(results, methods):
             "seeds": seeds,
             "validation_balanced": eligible[best],
             "final": seeds >= MIN_SEEDS_TO_CHOOSE,
+            "pending": [cell for cell in present if cell not in cells],
         }
     return choices
 
@@ -136,10 +144,15 @@ def recipes_section(choices, methods):
         status = "" if choice["final"] else " (provisional)"
         lines.append(
             f"| `recipe_{kind}.cfg` | {methods[choice['method']][0]}{status} | "
-            f"{', '.join(choice['cells'])} | {choice['seeds']} | "
+            f"{', '.join(choice['cells'])}{_pending(choice)} | {choice['seeds']} | "
             f"{100 * choice['validation_balanced']:.1f} |"
         )
     return "\n".join(lines + [""])
+
+
+def _pending(choice):
+    pending = choice.get("pending")
+    return f" ({', '.join(pending)} under way)" if pending else ""
 
 
 def best_baseline(summaries, methods):

@@ -114,3 +114,35 @@ def test_cell_section_pairs_each_method_with_ce_and_its_reference():
     assert "| CE + MajorMix − CE | +5.0, +0.0 | +2.5 | 1/2 |" in text
     without = study_report.cell_section("step100", summaries, METHODS, None)
     assert "MajorMix decaying − CE + MajorMix" not in without
+
+
+def test_a_cell_under_way_joins_the_shipped_choice_only_when_complete():
+    def cell(scores):
+        summaries = _summaries(scores)
+        return {
+            "recipe": study_report.choose_recipe(summaries, METHODS),
+            "methods": summaries,
+        }
+
+    exp100 = cell({"mm": [(0.6, 0.6)] * 3, "mm_decay": [(0.6, 0.7)] * 3})
+    # exp10 under way: mm_decay has no record yet, mm one seed.
+    exp10 = cell({"ce": [(0.8, 0.8)], "mm": [(0.8, 0.9)]})
+    choice = study_report.choose_shipped_recipes(
+        {"exp100": exp100, "exp10": exp10}, METHODS
+    )["longtail"]
+    assert choice["method"] == "mm_decay" and choice["final"]
+    assert choice["cells"] == ["exp100"] and choice["pending"] == ["exp10"]
+    assert "| exp100 (exp10 under way) | 3 |" in study_report.recipes_section(
+        {"longtail": choice}, METHODS
+    )
+    exp10 = cell({"mm": [(0.8, 0.9)] * 3, "mm_decay": [(0.8, 0.6)] * 3})
+    choice = study_report.choose_shipped_recipes(
+        {"exp100": exp100, "exp10": exp10}, METHODS
+    )["longtail"]
+    assert choice["method"] == "mm" and choice["cells"] == ["exp100", "exp10"]
+    assert choice["pending"] == []
+    # No cell complete: a provisional choice over the cells with records.
+    choice = study_report.choose_shipped_recipes(
+        {"exp10": cell({"mm": [(0.8, 0.9)], "mm_decay": [(0.8, 0.6)]})}, METHODS
+    )["longtail"]
+    assert choice["method"] == "mm" and not choice["final"]
