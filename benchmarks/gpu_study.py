@@ -871,6 +871,16 @@ def paired_metrics(groups):
     }
 
 
+def accuracy_keys(groups):
+    """The record keys of the report's accuracy columns, in table order."""
+    return (
+        "test_balanced_accuracy",
+        "validation_balanced_accuracy",
+        *(f"test_{g}_accuracy" for g in groups),
+        *(f"train_clean_{g}_accuracy" for g in groups),
+    )
+
+
 def _fmt(value, digits=4):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -972,13 +982,7 @@ def report(by_method, skipped=0):
     groups = []
     for record in every:
         groups += [g for g in record_groups(record) if g not in groups]
-    keys = (
-        "test_balanced_accuracy",
-        "validation_balanced_accuracy",
-        *(f"test_{g}_accuracy" for g in groups),
-        *(f"train_clean_{g}_accuracy" for g in groups),
-        "wall_s",
-    )
+    keys = (*accuracy_keys(groups), "wall_s")
     methods = {}
     for method in order:
         records = by_method[method]
@@ -1051,15 +1055,7 @@ def markdown(result):
         cells = [
             f"{METHODS.get(method, {}).get('label', method)} (`{method}`)",
             str(stats["test_balanced_accuracy"]["n"]),
-            *(
-                _pct(stats[key])
-                for key in (
-                    "test_balanced_accuracy",
-                    "validation_balanced_accuracy",
-                    *(f"test_{g}_accuracy" for g in groups),
-                    *(f"train_clean_{g}_accuracy" for g in groups),
-                )
-            ),
+            *(_pct(stats[key]) for key in accuracy_keys(groups)),
             "n/a" if wall is None else f"{wall:.0f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
